@@ -1,0 +1,133 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from pipeline import data
+from pipeline.errors import ConfigError, DataError
+from tests.conftest import SUBSET_DIR
+
+
+def test_loads_the_real_subset():
+    dataset = data.load(SUBSET_DIR)
+    assert dataset.train_images.shape == (4000, 28, 28)
+    assert dataset.test_images.shape == (1000, 28, 28)
+    assert dataset.train_images.dtype == np.uint8
+    assert dataset.train_labels.shape == (4000,)
+    assert set(np.unique(dataset.train_labels)) == set(range(10))
+    # The first training image of Fashion-MNIST is an ankle boot (label 9), as Keras returns it.
+    assert dataset.train_labels[0] == 9
+    assert dataset.digests["train-images-idx3-ubyte.gz"] == data.DIGESTS["train-images-idx3-ubyte.gz"][4000]
+
+
+def test_explicit_folder_wins(subset_copy, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, "/nonexistent")
+    assert data.locate(subset_copy) == subset_copy.resolve()
+
+
+def test_environment_variable_is_used(subset_copy, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(subset_copy))
+    assert data.locate() == subset_copy.resolve()
+
+
+def test_no_copy_anywhere_says_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "none")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("keras.utils.get_file", offline)
+    with pytest.raises(DataError) as raised:
+        data.locate()
+    message = str(raised.value)
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "connect to the network" in message
+    assert "network unreachable" in message
+
+
+def _rewrite(path, transform):
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(transform(raw)))
+
+
+LABELS = "train-labels-idx1-ubyte.gz"
+IMAGES = "train-images-idx3-ubyte.gz"
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        (IMAGES, lambda p: p.unlink(), "is missing"),
+        (IMAGES, lambda p: p.write_bytes(b""), "is empty or too short"),
+        (IMAGES, lambda p: p.write_bytes(p.read_bytes()[:100_000]), "is truncated"),
+        (IMAGES, lambda p: p.write_bytes(b"not a gzip file at all"), "is not a valid gzip file"),
+        (IMAGES, lambda p: _rewrite(p, lambda raw: b"\x00\x00\x08\x02" + raw[4:]), "magic number 0x00000802"),
+        (IMAGES, lambda p: _rewrite(p, lambda raw: raw[:-1]), "holds 3136015 bytes but its header (4000, 28, 28) needs 3136016"),
+        (
+            IMAGES,
+            lambda p: _rewrite(p, lambda raw: raw[:4] + struct.pack(">III", 4000, 28, 14) + raw[16 : 16 + 4000 * 28 * 14]),
+            "images are (28, 14)",
+        ),
+        (
+            LABELS,
+            lambda p: _rewrite(p, lambda raw: raw[:4] + struct.pack(">I", 3999) + raw[8:-1]),
+            "4000 train images but 3999 labels",
+        ),
+        (LABELS, lambda p: _rewrite(p, lambda raw: raw[:-1] + b"\x0c"), "label 12 is outside 0-9"),
+        (IMAGES, lambda p: _rewrite(p, lambda raw: raw[:-1] + bytes([raw[-1] ^ 1])), "does not match the published"),
+        (
+            IMAGES,
+            lambda p: _rewrite(p, lambda raw: raw[:4] + struct.pack(">I", 3000) + raw[8:16 + 3000 * 784]),
+            "holds 3000 items, expected 60000 or 4000",
+        ),
+    ],
+)
+def test_damaged_files_name_the_file(subset_copy, name, damage, message):
+    damage(subset_copy / name)
+    if name == IMAGES and "3000 items" in message:  # keep labels consistent with the images
+        _rewrite(subset_copy / LABELS, lambda raw: raw[:4] + struct.pack(">I", 3000) + raw[8 : 8 + 3000])
+    with pytest.raises(DataError) as raised:
+        data.load(subset_copy)
+    assert message in str(raised.value)
+    assert str(subset_copy) in str(raised.value)
+    assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_bad_data_folder(tmp_path, kind):
+    folder = tmp_path / "data"
+    if kind == "file":
+        folder.write_text("")
+    with pytest.raises(DataError, match="does not exist" if kind == "missing" else "is a file"):
+        data.locate(folder)
+
+
+def test_to_unit_float_adds_channel_and_scales():
+    images = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
+    unit = data.to_unit_float(images)
+    assert unit.shape == (1, 2, 2, 1) and unit.dtype == np.float32
+    np.testing.assert_allclose(unit[0, :, :, 0], [[0.0, 1.0], [0.2, 0.4]])
+
+
+def test_split_takes_the_first_fraction_as_validation_without_copying():
+    clean = np.arange(20, dtype=np.float32)
+    noisy = clean + 100
+    (train_clean, train_noisy), (val_clean, val_noisy) = data.split_validation(clean, noisy, 0.1)
+    assert list(val_clean) == [0, 1] and list(val_noisy) == [100, 101]
+    assert len(train_clean) == 18 and train_noisy[0] == 102
+    assert np.shares_memory(train_clean, clean)
+
+
+def test_split_needs_both_sides():
+    with pytest.raises(ConfigError, match="leaves 0 of 5 images"):
+        data.split_validation(np.zeros(5), np.zeros(5), 0.1)
+
+
+def test_limit_larger_than_data_is_bad_input():
+    images, labels = np.zeros((10, 28, 28)), np.zeros(10)
+    assert len(data.limit(images, labels, 4, "train")[0]) == 4
+    with pytest.raises(ConfigError, match="data.train_limit = 11 but the train set has 10 images"):
+        data.limit(images, labels, 11, "train")
