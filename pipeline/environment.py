@@ -1,0 +1,46 @@
+"""Lab §0: library versions and compute devices, and seeding."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def describe() -> dict:
+    """Versions and devices as plain data (imports TensorFlow)."""
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+    }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy's legacy global generator and TensorFlow, as lab §0 does.
+
+    Our own randomness (noise) takes an explicit numpy Generator; this covers Keras'
+    weight initialisation and the shuffling inside `fit`.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

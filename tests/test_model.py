@@ -1,0 +1,30 @@
+import numpy as np
+
+from pipeline import model
+
+
+def test_lab_architecture():
+    autoencoder = model.build_lab_autoencoder()
+    assert autoencoder.count_params() == 74_497
+    assert model.latent_shape(autoencoder) == (7, 7, 64)
+    assert [layer.name for layer in autoencoder.layers] == [
+        "denoise_input", "enc_conv1", "enc_pool1", "enc_conv2", "enc_pool2",
+        "dec_conv1", "dec_up1", "dec_conv2", "dec_up2", "dec_output",
+    ]  # fmt: skip
+
+
+def test_output_is_an_image_in_the_unit_interval():
+    autoencoder = model.build_lab_autoencoder()
+    output = autoencoder.predict(np.random.default_rng(0).random((3, 28, 28, 1)), verbose=0)
+    assert output.shape == (3, 28, 28, 1)
+    assert output.min() >= 0.0 and output.max() <= 1.0
+
+
+def test_describe_is_plain_data():
+    summary = model.describe(model.build_lab_autoencoder())
+    assert summary["parameters"] == 74_497
+    assert summary["latent_shape"] == [7, 7, 64]
+    assert sum(layer["parameters"] for layer in summary["layers"]) == 74_497
+    assert summary["layers"][-1] == {
+        "name": "dec_output", "type": "Conv2D", "output_shape": [28, 28, 1], "parameters": 289,
+    }  # fmt: skip
