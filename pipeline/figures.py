@@ -1,0 +1,132 @@
+"""Every figure of the report. Figures take finished arrays and draw; they never compute metrics.
+
+Each function draws one matplotlib Figure (no pyplot state, Agg canvas), saves it as
+`<name>.png` and `<name>.svg` in `folder`, closes it, and returns the PNG's path. Text on the
+figures comes in as arguments: the notebook (a template) holds the words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+PNG_DPI = 150  # sharp in the notebook and on screen; the report embeds the SVG
+# Figures are drawn at the size they are printed (A4 less margins is 6.85 in wide), so their
+# 10 pt text matches the report's.
+PAGE_WIDTH = 6.6
+IMAGE_STYLE = {"cmap": "gray", "vmin": 0.0, "interpolation": "nearest"}
+
+
+def _thousands(value: float, _position=None) -> str:
+    """Counts with a thin space between thousands (1 500 000): read the same in any language."""
+    return f"{value:,.0f}".replace(",", "\u2009") if float(value).is_integer() else f"{value:g}"
+
+
+THOUSANDS = FuncFormatter(_thousands)
+
+
+def save(figure: Figure, folder: Path, name: str) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # No dates and a fixed id salt: unchanged figures stay byte-equal from run to run.
+    with matplotlib.rc_context({"svg.hashsalt": "dae-report"}):
+        figure.savefig(folder / f"{name}.svg", metadata={"Date": None})
+    figure.savefig(folder / f"{name}.png", dpi=PNG_DPI, metadata={"Software": None})
+    figure.clear()
+    return folder / f"{name}.png"
+
+
+def image_grid(
+    rows: Sequence[np.ndarray],
+    titles: Sequence[str],
+    folder: Path,
+    name: str,
+    columns: int | None = None,
+) -> Path:
+    """Images in a grid. `rows` holds one array of images (K, 28, 28[, 1]) per row, or a single
+    array wrapped into rows of `columns`. `titles` has one label per row (written at the row's
+    left) or one title per image."""
+    images = [np.asarray(row) for row in rows]
+    if columns is not None:  # one array, wrapped into rows
+        flat = np.concatenate(images)
+        images = [flat[i : i + columns] for i in range(0, len(flat), columns)]
+    n_rows, n_cols = len(images), max(len(row) for row in images)
+    per_row = len(titles) == n_rows and columns is None
+    cell = min(1.3, (PAGE_WIDTH - (0.3 if per_row else 0.0)) / n_cols)  # inches
+    figure = Figure(
+        figsize=(cell * n_cols + (0.3 if per_row else 0.0), cell * n_rows * (1.0 if per_row else 1.18)),
+        layout="constrained",
+    )
+    axes = figure.subplots(n_rows, n_cols, squeeze=False)
+    for r, row in enumerate(images):
+        vmax = 255 if row.dtype == np.uint8 else 1.0
+        for c in range(n_cols):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.spines[:].set_visible(False)
+            if c < len(row):
+                axis.imshow(row[c].squeeze(), vmax=vmax, **IMAGE_STYLE)
+                if not per_row:
+                    axis.set_title(titles[r * n_cols + c], fontsize=8)
+        if per_row:
+            axes[r][0].set_ylabel(titles[r], fontsize=9)
+    return save(figure, folder, name)
+
+
+def bar_chart(
+    labels: Sequence[str], values: Sequence[float], folder: Path, name: str, text: Mapping[str, str]
+) -> Path:
+    figure = Figure(figsize=(PAGE_WIDTH * 0.9, 3.0), layout="constrained")
+    axis = figure.subplots()
+    axis.yaxis.set_major_formatter(THOUSANDS)
+    bars = axis.bar(range(len(values)), values, color="#3b6ea8")
+    axis.bar_label(bars, labels=[THOUSANDS(v) for v in values], fontsize=7, padding=2)
+    axis.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    axis.set_ylabel(text["y"])
+    axis.margins(y=0.12)
+    axis.spines[["top", "right"]].set_visible(False)
+    return save(figure, folder, name)
+
+
+def histograms(
+    series: Sequence[np.ndarray],
+    folder: Path,
+    name: str,
+    text: Mapping[str, str],
+    labels: Sequence[str] | None = None,
+    bins: int = 50,
+    log: bool = False,
+) -> Path:
+    """One histogram panel per array, side by side, sharing the y axis (lab §1.3, §3.3, §8.1)."""
+    figure = Figure(figsize=(min(PAGE_WIDTH, 3.3 * len(series) + 1.5), 2.9), layout="constrained")
+    axes = figure.subplots(1, len(series), sharey=True, squeeze=False)[0]
+    for index, (axis, values) in enumerate(zip(axes, series)):
+        axis.hist(np.ravel(values), bins=bins, color="#3b6ea8", log=log)
+        axis.set_xlabel(text["x"])
+        if labels is not None:
+            axis.set_title(labels[index], fontsize=9)
+        axis.grid(True, alpha=0.3)
+    axes[0].set_ylabel(text["y"])
+    axes[0].yaxis.set_major_formatter(THOUSANDS)
+    return save(figure, folder, name)
+
+
+def loss_curves(history: Mapping[str, Sequence[float]], folder: Path, text: Mapping[str, str]) -> Path:
+    """Lab §6.1: training and validation loss per epoch (epochs numbered from 1)."""
+    figure = Figure(figsize=(PAGE_WIDTH * 0.85, 3.2), layout="constrained")
+    axis = figure.subplots()
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    axis.plot(epochs, history["loss"], marker="o", markersize=3, label=text["train"])
+    axis.plot(epochs, history["val_loss"], marker="o", markersize=3, label=text["val"])
+    axis.set_xlabel(text["x"])
+    axis.set_ylabel(text["y"])
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.legend()
+    axis.grid(True, alpha=0.3)
+    return save(figure, folder, "loss_curves")
