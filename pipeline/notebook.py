@@ -1,0 +1,120 @@
+"""Run the lab notebook with papermill: the executed copy is the answer key."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+
+from pipeline import artifacts
+from pipeline.errors import DaeReportError, RunError
+from pipeline.progress import LOG_ENV, LogFollower
+
+# Our own errors raised inside the kernel keep their meaning (bad data is still exit code 2).
+def _subclasses(cls: type) -> list[type]:
+    return [cls] + [sub for child in cls.__subclasses__() for sub in _subclasses(child)]
+
+
+KNOWN_ERRORS = {cls.__name__: cls for cls in _subclasses(DaeReportError)}
+
+
+def section_titles(notebook: nbformat.NotebookNode) -> dict[int, str]:
+    """For each code cell index, the heading of the `##` section it belongs to."""
+    titles, current = {}, None
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown":
+            match = re.search(r"^##\s+(.+)$", cell.source, flags=re.MULTILINE)
+            current = match.group(1).strip() if match else current
+        elif current and "parameters" not in cell.metadata.get("tags", []):
+            titles[index] = current
+    return titles
+
+
+def execute(run_dir: Path, parameters: dict, stream=None) -> Path:
+    """Execute the lab notebook inside `run_dir` and save it there as the answer key.
+
+    Progress (section headings, training epochs) goes to `stream` as it happens.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    stream = stream or sys.stderr
+    output = run_dir / artifacts.ANSWER_KEY
+    log_path = run_dir / artifacts.BUILD_LOG
+    notebook = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
+    titles, shown = section_titles(notebook), set()
+
+    def on_cell_start(cell, cell_index):
+        title = titles.get(cell_index)
+        if title and title not in shown:
+            shown.add(title)
+            stream.write(f"    ▸ {title}\n")
+            stream.flush()
+
+    kernel_env = {
+        LOG_ENV: str(log_path),
+        "MPLBACKEND": "Agg",
+        "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ start-up chatter stays out of the notebook
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    }
+    kernel_manager = _KernelManager(kernel_name="python3", stderr_path=run_dir / artifacts.KERNEL_LOG)
+    try:
+        with _environment(kernel_env), LogFollower(log_path, stream, prefix="      "):
+            papermill.execute_notebook(
+                str(artifacts.LAB_NOTEBOOK),
+                str(output),
+                parameters=parameters,
+                cwd=str(run_dir),
+                kernel_name="python3",
+                km=kernel_manager,
+                # C-level writes to fd 1/2 (TensorFlow's logs) stay in kernel.log, not the notebook.
+                extra_arguments=["--IPKernelApp.capture_fd_output=False"],
+                progress_bar=False,
+                on_cell_start=on_cell_start,
+            )
+    except PapermillExecutionError as error:
+        raise _translate(error) from None
+    return output
+
+
+class _KernelManager(AsyncKernelManager):
+    """Starts the kernel with its stderr in kernel.log: TensorFlow's C++ start-up messages and
+    the kernel's own warnings are kept for diagnosis, out of the terminal and the notebook."""
+
+    def __init__(self, *, stderr_path: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stderr_path = stderr_path
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        with open(self.stderr_path, "ab") as stderr:  # the child keeps its own copy of the fd
+            return await super()._async_launch_kernel(kernel_cmd, **kw, stderr=stderr)
+
+
+def _translate(error) -> DaeReportError:
+    """A failed cell becomes our error: ours keep their type, others are run failures."""
+    known = KNOWN_ERRORS.get(error.ename)
+    if known is not None:
+        return known(error.evalue)
+    return RunError(
+        f"notebook cell {error.exec_count} failed with {error.ename}: {error.evalue}"
+    )
+
+
+@contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the kernel the block starts, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
