@@ -63,5 +63,190 @@ def reconstruction(mse: np.ndarray, noisy_mse: np.ndarray) -> dict:
         # PSNR of the mean MSE: the figure usually quoted for a whole test set.
         "psnr_of_mean_mse": float(psnr(mse.mean())),
         "first_mse": [float(v) for v in mse[:10]],
-        "noisy_input": {"mse": summarise(noisy_mse), "psnr": summarise(psnr(noisy_mse))},
+        "noisy_input": {
+            "mse": summarise(noisy_mse),
+            "psnr": summarise(psnr(noisy_mse)),
+            "psnr_of_mean_mse": float(psnr(noisy_mse.mean())),
+        },
+    }
+
+
+# --- The lab's questions, answered from this run's arrays (issue: instructor edition) ---
+
+
+def noise_effect(clean: np.ndarray, noisy: np.ndarray) -> dict:
+    """Lab §3 reflection: how the noise widens the intensity distribution.
+
+    SNR is the power ratio of the clean signal to the noise actually added after clipping:
+    10·log10(Σ clean² / Σ (noisy − clean)²)."""
+    clean64, noisy64 = clean.astype(np.float64), noisy.astype(np.float64)
+    added = noisy64 - clean64
+    return {
+        "clean": {"mean": float(clean64.mean()), "std": float(clean64.std())},
+        "noisy": {"mean": float(noisy64.mean()), "std": float(noisy64.std())},
+        "clipped_low": float(np.mean(noisy == 0.0)),
+        "clipped_high": float(np.mean(noisy == 1.0)),
+        "clean_black": float(np.mean(clean == 0.0)),
+        "added_mean": float(added.mean()),
+        "added_std": float(added.std()),
+        "snr_db": float(10.0 * np.log10(np.sum(clean64**2) / np.sum(added**2))),
+    }
+
+
+# Relative rise of val_loss above its minimum that counts as overfitting, not noise.
+OVERFIT_TOLERANCE = 0.005
+
+
+def overfitting(loss: list[float], val_loss: list[float]) -> dict:
+    """Lab §6 note: did val_loss rise while loss fell? Epochs are numbered from 1."""
+    val = np.asarray(val_loss, dtype=np.float64)
+    train_losses = np.asarray(loss, dtype=np.float64)
+    best = int(np.argmin(val))
+    rise = float(val[-1] - val[best])
+    train_fell_after_best = bool(train_losses[-1] < train_losses[best]) if best < len(val) - 1 else False
+    overfit = rise > OVERFIT_TOLERANCE * val[best] and train_fell_after_best
+    return {
+        "best_epoch": best + 1,
+        "best_val_loss": float(val[best]),
+        "final_val_loss": float(val[-1]),
+        "final_loss": float(train_losses[-1]),
+        "rise_after_best": rise,
+        "rise_relative": rise / float(val[best]),
+        "final_gap": float(val[-1] - train_losses[-1]),  # negative: validation below training
+        "still_improving": best == len(val) - 1,
+        "overfit": bool(overfit),
+        "tolerance": OVERFIT_TOLERANCE,
+    }
+
+
+def ssim_per_image(clean: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
+    """(N, 28, 28, 1) × 2 -> (N,) structural similarity (scikit-image, 7×7 window)."""
+    from skimage.metrics import structural_similarity
+
+    return np.array(
+        [
+            structural_similarity(a[..., 0], b[..., 0], data_range=1.0, win_size=7)
+            for a, b in zip(clean.astype(np.float64), reconstructed.astype(np.float64))
+        ]
+    )
+
+
+def gradient_energy(images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28, 1) -> (N,) mean Sobel gradient magnitude: how much edge an image has."""
+    from skimage.filters import sobel
+
+    return np.array([sobel(image[..., 0].astype(np.float64)).mean() for image in images])
+
+
+# A denoised image with less than this share of the clean image's edge energy looks blurred.
+BLUR_THRESHOLD = 0.9
+
+
+def per_class(
+    labels: np.ndarray,
+    mse: np.ndarray,
+    ssim: np.ndarray,
+    edges_clean: np.ndarray,
+    edges_denoised: np.ndarray,
+) -> list[dict]:
+    """Lab §7: MSE, PSNR, SSIM and sharpness by class. Sharpness is the denoised images' edge
+    energy over the clean images' (see `gradient_energy`): 1 keeps every edge, < 1 blurs."""
+    rows = []
+    for label, name in enumerate(CLASS_NAMES):
+        chosen = labels == label
+        if not chosen.any():
+            continue
+        rows.append(
+            {
+                "label": label,
+                "name": name,
+                "images": int(chosen.sum()),
+                "mse": float(mse[chosen].mean()),
+                "psnr": float(psnr(mse[chosen].mean())),
+                "ssim": float(ssim[chosen].mean()),
+                "sharpness": float(edges_denoised[chosen].sum() / edges_clean[chosen].sum()),
+            }
+        )
+    return rows
+
+
+def extremes(mse: np.ndarray, labels: np.ndarray, count: int = 8) -> dict:
+    """Indices, classes and MSE of the best and worst reconstructed images."""
+    order = np.argsort(mse, kind="stable")
+
+    def pick(indices):
+        return [
+            {"index": int(i), "label": int(labels[i]), "name": CLASS_NAMES[labels[i]], "mse": float(mse[i])}
+            for i in indices
+        ]
+
+    return {"best": pick(order[:count]), "worst": pick(order[::-1][:count])}
+
+
+def residuals(clean: np.ndarray, reconstructed: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Lab §7 "¿Qué tipo de ruido persiste?": the residual (denoised − clean).
+
+    Returns the mean residual map of each class, (10, 28, 28), and the residual's statistics:
+    its bias, spread, and how structured it is. White noise has neighbour correlation ≈ 0; a
+    residual that follows the garment's shapes (blur, missing detail) has a high one."""
+    residual = (reconstructed.astype(np.float64) - clean.astype(np.float64))[..., 0]  # (N, 28, 28)
+    maps = np.stack([residual[labels == label].mean(axis=0) if (labels == label).any()
+                     else np.zeros(residual.shape[1:]) for label in range(len(CLASS_NAMES))])  # fmt: skip
+    edges = gradient_mask(clean)
+    return maps, {
+        "mean": float(residual.mean()),
+        "std": float(residual.std()),
+        "mean_abs": float(np.abs(residual).mean()),
+        "share_above_0_1": float(np.mean(np.abs(residual) > 0.1)),
+        "neighbour_correlation": float(_neighbour_correlation(residual)),
+        "edge_mean_abs": float(np.abs(residual[edges]).mean()),
+        "flat_mean_abs": float(np.abs(residual[~edges]).mean()),
+        "background_mean": float(residual[clean[..., 0] == 0].mean()),
+    }
+
+
+def gradient_mask(images: np.ndarray, quantile: float = 0.9) -> np.ndarray:
+    """(N, 28, 28, 1) -> (N, 28, 28) True where the clean image has its strongest edges."""
+    from skimage.filters import sobel
+
+    magnitude = np.stack([sobel(image[..., 0].astype(np.float64)) for image in images])
+    return magnitude > np.quantile(magnitude, quantile)
+
+
+def _neighbour_correlation(residual: np.ndarray) -> float:
+    """Correlation between horizontally adjacent residual pixels, over all images."""
+    left, right = residual[:, :, :-1].ravel(), residual[:, :, 1:].ravel()
+    return float(np.corrcoef(left, right)[0, 1])
+
+
+def anomalies(
+    val_mse: np.ndarray,
+    test_mse: np.ndarray,
+    test_labels: np.ndarray,
+    test_edges: np.ndarray,
+    quantile: float = 0.99,
+) -> dict:
+    """Lab §8 note: a threshold on per-image MSE from the validation errors (not test), the
+    test images above it, how their classes compare with the test set's, and how much edge
+    energy (`gradient_energy` of the clean images) they have compared with the rest."""
+    threshold = float(np.quantile(val_mse, quantile))
+    above = np.flatnonzero(test_mse > threshold)
+    above = above[np.argsort(test_mse[above])[::-1]]
+    counts = np.bincount(test_labels[above], minlength=len(CLASS_NAMES))
+    totals = np.bincount(test_labels, minlength=len(CLASS_NAMES))
+    return {
+        "quantile": quantile,
+        "threshold": threshold,
+        "count": int(len(above)),
+        "share": float(len(above) / len(test_mse)),
+        "edge_ratio": float(test_edges[above].mean() / test_edges.mean()) if len(above) else None,
+        "images": [
+            {"index": int(i), "label": int(test_labels[i]), "name": CLASS_NAMES[test_labels[i]], "mse": float(test_mse[i])}
+            for i in above
+        ],
+        "by_class": [
+            {"label": label, "name": name, "count": int(counts[label]),
+             "share_of_class": float(counts[label] / totals[label]) if totals[label] else 0.0}
+            for label, name in enumerate(CLASS_NAMES)
+        ],  # fmt: skip
     }

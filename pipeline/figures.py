@@ -7,6 +7,7 @@ figures comes in as arguments: the notebook (a template) holds the words.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -57,9 +58,10 @@ def image_grid(
         images = [flat[i : i + columns] for i in range(0, len(flat), columns)]
     n_rows, n_cols = len(images), max(len(row) for row in images)
     per_row = len(titles) == n_rows and columns is None
-    cell = min(1.3, (PAGE_WIDTH - (0.3 if per_row else 0.0)) / n_cols)  # inches
+    label_width = 1.0 if per_row else 0.0  # inches for the row labels
+    cell = min(1.3, (PAGE_WIDTH - label_width) / n_cols)
     figure = Figure(
-        figsize=(cell * n_cols + (0.3 if per_row else 0.0), cell * n_rows * (1.0 if per_row else 1.18)),
+        figsize=(cell * n_cols + label_width, cell * n_rows * (1.0 if per_row else 1.18)),
         layout="constrained",
     )
     axes = figure.subplots(n_rows, n_cols, squeeze=False)
@@ -74,8 +76,9 @@ def image_grid(
                 axis.imshow(row[c].squeeze(), vmax=vmax, **IMAGE_STYLE)
                 if not per_row:
                     axis.set_title(titles[r * n_cols + c], fontsize=8)
-        if per_row:
-            axes[r][0].set_ylabel(titles[r], fontsize=9)
+        if per_row:  # horizontal, wrapped: long labels do not outgrow a small row
+            label = textwrap.fill(titles[r], 13, break_long_words=False)
+            axes[r][0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
     return save(figure, folder, name)
 
 
@@ -130,3 +133,27 @@ def loss_curves(history: Mapping[str, Sequence[float]], folder: Path, text: Mapp
     axis.legend()
     axis.grid(True, alpha=0.3)
     return save(figure, folder, "loss_curves")
+
+
+def signed_maps(
+    maps: np.ndarray, titles: Sequence[str], folder: Path, name: str, text: Mapping[str, str]
+) -> Path:
+    """Signed images (e.g. mean residual per class) on one symmetric diverging scale: blue is
+    below zero, red above, white zero."""
+    limit = float(np.abs(maps).max()) or 1.0
+    columns = min(5, len(maps))
+    rows = -(-len(maps) // columns)
+    figure = Figure(figsize=(PAGE_WIDTH, 1.45 * rows + 0.5), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if index >= len(maps):
+            axis.set_visible(False)
+            continue
+        shown = axis.imshow(maps[index], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        axis.set_title(titles[index], fontsize=8)
+    bar = figure.colorbar(shown, ax=axes, shrink=0.8, pad=0.02)
+    bar.set_label(text["scale"], fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return save(figure, folder, name)

@@ -34,3 +34,93 @@ def test_reconstruction_summary():
     assert summary["psnr_of_mean_mse"] == pytest.approx(evaluate.psnr(0.02))
     assert summary["noisy_input"]["mse"]["median"] == pytest.approx(0.16)
     assert summary["first_mse"] == pytest.approx([0.01, 0.02, 0.03])
+
+
+def test_noise_effect_on_black_and_grey_pixels():
+    clean = np.zeros((4, 28, 28, 1), dtype=np.float32)
+    clean[:2] = 0.5
+    noisy = clean.copy()
+    noisy[0, 0, 0, 0] = 1.0  # one pixel clipped high
+    noisy[2:] = 0.1  # black pixels brightened
+    effect = evaluate.noise_effect(clean, noisy)
+    assert effect["clean_black"] == pytest.approx(0.5)
+    assert effect["clipped_high"] == pytest.approx(1 / clean.size)
+    assert effect["clipped_low"] == pytest.approx(0.0)
+    assert effect["added_mean"] > 0
+    signal, added = np.sum(clean.astype(np.float64) ** 2), np.sum((noisy - clean).astype(np.float64) ** 2)
+    assert effect["snr_db"] == pytest.approx(10 * np.log10(signal / added))
+
+
+@pytest.mark.parametrize(
+    "val_loss, overfit, best_epoch, still_improving",
+    [
+        ([0.30, 0.29, 0.28, 0.27], False, 4, True),  # still going down
+        ([0.30, 0.28, 0.2801, 0.2802], False, 2, False),  # flat within tolerance
+        ([0.30, 0.28, 0.29, 0.31], True, 2, False),  # clear rise while loss falls
+    ],
+)
+def test_overfitting_verdicts(val_loss, overfit, best_epoch, still_improving):
+    result = evaluate.overfitting([0.35, 0.30, 0.27, 0.25], val_loss)
+    assert result["overfit"] is overfit
+    assert result["best_epoch"] == best_epoch
+    assert result["still_improving"] is still_improving
+    assert result["final_gap"] == pytest.approx(val_loss[-1] - 0.25)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noise():
+    rng = np.random.default_rng(0)
+    clean = rng.random((3, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(evaluate.ssim_per_image(clean, clean), 1.0)
+    noisy = np.clip(clean + rng.normal(0, 0.3, clean.shape), 0, 1)
+    assert (evaluate.ssim_per_image(clean, noisy) < 0.9).all()
+
+
+def test_gradient_energy_drops_when_blurred():
+    from scipy.ndimage import gaussian_filter
+
+    image = np.zeros((1, 28, 28, 1))
+    image[0, 8:20, 8:20, 0] = 1.0
+    blurred = gaussian_filter(image, sigma=(0, 1.5, 1.5, 0))
+    assert evaluate.gradient_energy(blurred)[0] < evaluate.gradient_energy(image)[0]
+
+
+def test_per_class_rows_and_sharpness_ratio():
+    labels = np.array([0, 0, 7])
+    mse = np.array([0.01, 0.03, 0.02])
+    rows = evaluate.per_class(labels, mse, np.array([0.9, 0.7, 0.8]), np.array([2.0, 2.0, 1.0]), np.array([1.0, 1.0, 1.0]))
+    assert [row["name"] for row in rows] == ["T-shirt/top", "Sneaker"]
+    assert rows[0]["mse"] == pytest.approx(0.02) and rows[0]["ssim"] == pytest.approx(0.8)
+    assert rows[0]["sharpness"] == pytest.approx(0.5) and rows[1]["sharpness"] == pytest.approx(1.0)
+
+
+def test_extremes_orders_by_mse():
+    result = evaluate.extremes(np.array([0.5, 0.1, 0.9, 0.3]), np.array([1, 2, 3, 4]), count=2)
+    assert [item["index"] for item in result["best"]] == [1, 3]
+    assert [item["index"] for item in result["worst"]] == [2, 0]
+    assert result["worst"][0]["name"] == "Dress"
+
+
+def test_residual_of_white_noise_is_unstructured_and_of_blur_is_structured():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    clean = np.zeros((20, 28, 28, 1))
+    clean[:, 6:22, 6:22, 0] = 0.8
+    labels = np.zeros(20, dtype=np.uint8)
+    _, white = evaluate.residuals(clean, clean + rng.normal(0, 0.05, clean.shape), labels)
+    maps, blur = evaluate.residuals(clean, gaussian_filter(clean, sigma=(0, 1.5, 1.5, 0)), labels)
+    assert abs(white["neighbour_correlation"]) < 0.1
+    assert blur["neighbour_correlation"] > 0.3  # the threshold the answer uses
+    assert blur["edge_mean_abs"] > blur["flat_mean_abs"]
+    assert maps.shape == (10, 28, 28) and np.abs(maps[1:]).max() == 0  # classes with no images
+
+
+def test_anomaly_threshold_comes_from_validation():
+    val_mse = np.linspace(0.0, 1.0, 101)  # 99th percentile: 0.99
+    test_mse = np.array([0.5, 0.995, 2.0, 0.1])
+    labels = np.array([0, 3, 3, 5])
+    result = evaluate.anomalies(val_mse, test_mse, labels, np.array([1.0, 3.0, 3.0, 1.0]))
+    assert result["threshold"] == pytest.approx(0.99)
+    assert result["count"] == 2 and [item["index"] for item in result["images"]] == [2, 1]
+    assert result["by_class"][3] == {"label": 3, "name": "Dress", "count": 2, "share_of_class": 1.0}
+    assert result["edge_ratio"] == pytest.approx(3.0 / 2.0)
