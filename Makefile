@@ -3,14 +3,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR := /usr/share/datasets/fashion-mnist
+PROFILE ?= full  # make report PROFILE=quick
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# WeasyPrint needs Pango; DejaVu has every Spanish glyph (á é í ó ú ñ ¿ ¡).
-SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
+# WeasyPrint needs Pango (and HarfBuzz's subsetter to embed only the glyphs it uses);
+# DejaVu has every Spanish glyph (á é í ó ú ñ ¿ ¡).
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
 
 .PHONY: report quick test install system-deps data clean
 
 report: install data  ## the full lab (20 epochs): reports/latest/
-	$(BIN)/dae-report build
+	$(BIN)/dae-report build --profile $(PROFILE)
 
 quick: install data  ## a small run of every stage, under two minutes
 	$(BIN)/dae-report build --profile quick

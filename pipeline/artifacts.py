@@ -17,6 +17,8 @@ LAB_NOTEBOOK = TEMPLATES_DIR / "lab.ipynb"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 ANSWER_KEY = "answer-key.ipynb"
+HANDOUT_NOTEBOOK = "handout.ipynb"  # the student's version: no solutions, no outputs
+HANDOUT_PDF = "handout.pdf"
 METRICS = "metrics.json"
 CONFIG = "config.json"
 MODEL = "model.keras"
@@ -24,6 +26,8 @@ FIGURES = "figures"
 BUILD_LOG = "build.log"  # stages and epochs, as the terminal showed them
 KERNEL_LOG = "kernel.log"  # the notebook kernel's stderr
 FAILURE_LOG = "failure.log"
+FAILURE_HTML = "failure.html"
+RUN_RECORD = "run.json"  # status, stage times, provenance: what a scheduler reads
 LATEST = "latest"  # reports/latest -> the newest finished run
 
 

@@ -1,7 +1,8 @@
-"""`dae-report build`: data check → lab notebook → HTML → PDF → reports/latest.
+"""`dae-report build`: data check → lab notebook → comparison → HTML → PDF → reports/latest.
 
-Each run gets its own folder, reports/<run-id>/, and only a run that finished every stage
-becomes reports/latest. A failed run keeps its folder, with failure.log naming the stage.
+Each run gets its own folder, reports/<run-id>/, with run.json saying how far it got. Only a
+run that finished every stage becomes reports/latest; a failed one keeps failure.log and
+failure.html naming the stage and the error.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pipeline import artifacts, data, notebook, report
+from pipeline import artifacts, cache, compare, data, notebook, provenance, report
 from pipeline.config import Config
-from pipeline.errors import DaeReportError, OutputError
+from pipeline.errors import DaeReportError, OutputError, QualityRegression
 from pipeline.progress import format_duration
 
 
@@ -24,13 +25,31 @@ class BuildResult:
     run_dir: Path
     pages: int
     seconds: float
+    regressions: list[str]
 
 
-def build(*, config: Config, out_dir: Path, data_dir: Path | None = None, stream=None) -> BuildResult:
-    """Train, evaluate and report one run of the lab with `config`; returns where it went."""
+def build(
+    *,
+    config: Config,
+    out_dir: Path,
+    data_dir: Path | None = None,
+    handout: bool = False,
+    retrain: bool = False,
+    compare_to: str | Path | None = None,
+    stream=None,
+) -> BuildResult:
+    """Train (or reuse), evaluate and report one run of the lab with `config`.
+
+    With `handout`, the run folder also gets the student handout. `compare_to` is a run folder
+    or metrics.json to compare with; by default the newest finished run of the same profile
+    that passed its gate. A regression past `quality.max_regression` still writes the whole
+    report, then raises QualityRegression (exit code 1).
+    """
     stream = stream or sys.stderr
-    started, clock = datetime.now().astimezone(), time.perf_counter()
-    stages = Stages(stream, total=4)
+    out_dir = Path(out_dir)
+    started = datetime.now().astimezone()
+    stages = Stages(stream, total=6 if handout else 5)
+    baseline = compare.load_baseline(compare_to) if compare_to is not None else None
 
     with stages.run("data") as stage:
         folder = data.locate(data_dir)
@@ -38,40 +57,149 @@ def build(*, config: Config, out_dir: Path, data_dir: Path | None = None, stream
         # Limits are checked against the real data before anything is written.
         data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")
         data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")
+        digests = dataset.digests
         stage.detail = f"{folder} (verified)"
         del dataset  # the kernel loads its own copy; this process needs no 50 MB of images
 
-    run_dir = create_run_dir(Path(out_dir), started, config.profile)
+    run_dir = create_run_dir(out_dir, started, config.profile)
+    record = RunRecord(run_dir, config, started, stages)
     stream.write(f"      run folder {run_dir}\n")
     artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
+    cache_root = out_dir / cache.CACHE_DIR
     try:
+        training_inputs = cache.training_inputs(config.to_dict(), digests)
+        notebook_key = cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[:16]
+        earlier = None if retrain else cache.find_notebook(cache_root, notebook_key)
         with stages.run("notebook", "the lab, executed by papermill → answer-key.ipynb") as stage:
-            notebook.execute(
-                run_dir,
-                parameters={"config": config.to_dict(), "data_dir": str(folder), "run_dir": "."},
-                stream=stream,
+            if earlier is not None:
+                cache.copy_notebook_outputs(earlier, run_dir)
+                stage.detail = f"reused {earlier.name}'s outputs: nothing the notebook uses changed"
+            else:
+                notebook.execute(
+                    run_dir,
+                    parameters={
+                        "config": config.to_dict(),
+                        "data_dir": str(folder),
+                        "run_dir": ".",
+                        "cache_dir": str(cache_root.resolve()),
+                        "run_id": run_dir.name,
+                        "retrain": retrain,
+                    },
+                    lang=config.report.lang,
+                    stream=stream,
+                )
+        record.notebook = {"key": notebook_key, "reused_from": earlier.name if earlier else None}
+
+        with stages.run("compare") as stage:
+            metrics = artifacts.read_json(run_dir / artifacts.METRICS)
+            if baseline is None:
+                reference = compare.find_baseline(out_dir, config.profile, exclude=run_dir)
+                baseline = compare.load_baseline(reference) if reference else None
+            metrics["comparison"] = (
+                compare.compare(metrics, baseline[0], config.quality.max_regression, baseline[1])
+                if baseline is not None
+                else None
+            )
+            artifacts.write_json(run_dir / artifacts.METRICS, metrics)
+            metrics["content_digest"] = provenance.content_digest(run_dir)
+            artifacts.write_json(run_dir / artifacts.METRICS, metrics)
+            comparison = metrics["comparison"]
+            stage.detail = (
+                f"with {comparison['baseline']}: "
+                + (f"regressed: {', '.join(comparison['regressions'])}" if comparison["regressions"] else "no regression")
+                if comparison
+                else "no earlier run to compare with"
             )
         with stages.run("html") as stage:
-            html = report.render_html(report.context(run_dir, run_dir.name, started))
+            values = report.context(run_dir, run_dir.name, started, provenance=record.as_dict())
+            html = report.render_html(values)
             artifacts.write_text(run_dir / artifacts.REPORT_HTML, html)
             stage.detail = artifacts.REPORT_HTML
         with stages.run("pdf") as stage:
-            pages = report.write_pdf(html, run_dir / artifacts.REPORT_PDF, run_dir)
+            attachments = [run_dir / artifacts.METRICS, run_dir / artifacts.CONFIG]
+            pages = report.write_pdf(html, run_dir / artifacts.REPORT_PDF, run_dir, attachments, started)
             stage.detail = f"{artifacts.REPORT_PDF}, {pages} pages"
+        if handout:
+            with stages.run("handout") as stage:
+                stage.detail = write_handout(run_dir, config, started)
     except BaseException as error:
-        write_failure(run_dir, stages.current, error)
+        write_failure(run_dir, stages.current, error, config.report.lang)
+        record.finish("failed", error=error)
         raise
+    if earlier is None:  # a reused run points back to the run that executed the notebook
+        cache.remember_notebook(cache_root, notebook_key, run_dir)
+    regressions = comparison["regressions"] if comparison else []
+    record.finish("finished", regressions=regressions, content_digest=metrics["content_digest"])
     mark_latest(run_dir)
-    seconds = time.perf_counter() - clock
+    seconds = time.perf_counter() - stages.clock
     stream.write(f"done in {format_duration(seconds)}: {run_dir}\n")
-    return BuildResult(run_dir=run_dir, pages=pages, seconds=seconds)
+    if regressions:
+        raise QualityRegression(
+            f"quality regression against {comparison['baseline']}: {', '.join(regressions)} "
+            f"(report written to {run_dir})"
+        )
+    return BuildResult(run_dir=run_dir, pages=pages, seconds=seconds, regressions=regressions)
+
+
+class RunRecord:
+    """run.json: how far the run got, each stage's times, and where the run came from."""
+
+    def __init__(self, run_dir: Path, config: Config, started: datetime, stages: Stages) -> None:
+        self.run_dir, self.config, self.started, self.stages = run_dir, config, started, stages
+        self.notebook: dict | None = None
+        self.values = {
+            "run_id": run_dir.name,
+            "profile": config.profile,
+            "status": "running",
+            "pid": os.getpid(),
+            "started": started.isoformat(timespec="seconds"),
+            "versions": provenance.versions(),
+            "git": provenance.git_commit(),
+        }
+        self._write()
+
+    def as_dict(self) -> dict:
+        return {**self.values, "stages": self.stages.times, "notebook": self.notebook}
+
+    def finish(self, status: str, error: BaseException | None = None, **values) -> None:
+        self.values.update(status=status, finished=datetime.now().astimezone().isoformat(timespec="seconds"), **values)
+        if error is not None:
+            self.values["error"] = {"stage": self.stages.current, "message": describe(error)}
+        self._write()
+
+    def _write(self) -> None:
+        artifacts.write_json(self.run_dir / artifacts.RUN_RECORD, self.as_dict())
+
+
+def write_handout(folder: Path, config: Config, started: datetime | None = None) -> str:
+    """handout.ipynb and handout.pdf in `folder`, in the config's language; returns a summary."""
+    import nbformat
+
+    started = started or datetime.now().astimezone()
+    student = notebook.handout(config.report.lang)
+    artifacts.write_text(folder / artifacts.HANDOUT_NOTEBOOK, nbformat.writes(student))
+    html = report.render_handout(student, config.to_dict(), started)
+    pages = report.write_pdf(html, folder / artifacts.HANDOUT_PDF, folder, created=started)
+    return f"{artifacts.HANDOUT_NOTEBOOK}, {artifacts.HANDOUT_PDF} ({pages} pages)"
+
+
+def handout(*, config: Config, out_dir: Path, stream=None) -> Path:
+    """`dae-report handout`: the student handout alone, no training, into `out_dir`."""
+    stream = stream or sys.stderr
+    folder = prepare_out_dir(Path(out_dir))
+    summary = write_handout(folder, config)
+    stream.write(f"handout: {folder} · {summary}\n")
+    return folder
 
 
 class Stages:
-    """Prints `[n/total] name  detail  seconds` for each stage and remembers which one runs."""
+    """Prints `[n/total] name  detail  (seconds)` for each stage; remembers which one runs and
+    when each started and ended."""
 
     def __init__(self, stream, total: int) -> None:
         self.stream, self.total, self.count, self.current = stream, total, 0, None
+        self.clock = time.perf_counter()
+        self.times: dict[str, dict] = {}
 
     def run(self, name: str, announce: str = "") -> _Stage:
         self.count += 1
@@ -86,21 +214,27 @@ class _Stage:
 
     def __enter__(self) -> _Stage:
         self.started = time.perf_counter()
+        self.stages.times[self.name] = {"started": _now()}
         if self.announce:  # a long stage says what it does before it starts
             self.stages.stream.write(f"{self.label}{self.announce}\n")
             self.stages.stream.flush()
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
+        seconds = time.perf_counter() - self.started
+        self.stages.times[self.name].update(ended=_now(), seconds=round(seconds, 3))
         if kind is None:
-            seconds = time.perf_counter() - self.started
             detail = self.detail or ("done" if self.announce else "")
             self.stages.stream.write(f"{self.label}{detail}  ({seconds:.1f} s)\n")
             self.stages.stream.flush()
 
 
-def create_run_dir(out_dir: Path, started: datetime, profile: str) -> Path:
-    """reports/<YYYYmmdd-HHMMSS>-<profile>[-n]: a new folder, never an earlier run's."""
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """The output folder, created if needed; a file or an unwritable folder is bad input."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out {out_dir} is a file, not a folder")
     try:
@@ -109,6 +243,12 @@ def create_run_dir(out_dir: Path, started: datetime, profile: str) -> Path:
         raise OutputError(f"cannot create the output folder {out_dir}: {error.strerror}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise OutputError(f"the output folder {out_dir} is not writable")
+    return out_dir
+
+
+def create_run_dir(out_dir: Path, started: datetime, profile: str) -> Path:
+    """reports/<YYYYmmdd-HHMMSS>-<profile>[-n]: a new folder, never an earlier run's."""
+    prepare_out_dir(out_dir)
     stem = f"{started:%Y%m%d-%H%M%S}-{profile}"
     for attempt in range(1, 1000):
         run_dir = out_dir / (stem if attempt == 1 else f"{stem}-{attempt}")
@@ -131,11 +271,22 @@ def mark_latest(run_dir: Path) -> None:
     os.replace(temporary, link)
 
 
-def write_failure(run_dir: Path, stage: str | None, error: BaseException) -> None:
+def describe(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
-        message = "interrupted"
-    elif isinstance(error, DaeReportError):
-        message = str(error)
-    else:
-        message = f"{type(error).__name__}: {error}"
+        return "interrupted"
+    if isinstance(error, DaeReportError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def write_failure(run_dir: Path, stage: str | None, error: BaseException, lang: str) -> None:
+    """failure.log for machines, failure.html for people; never raises over the real error."""
+    message = describe(error)
     artifacts.write_text(run_dir / artifacts.FAILURE_LOG, f"stage: {stage}\nerror: {message}\n")
+    try:
+        log = run_dir / artifacts.BUILD_LOG
+        tail = log.read_text(encoding="utf-8").splitlines()[-20:] if log.is_file() else []
+        html = report.render_failure(run_dir.name, stage, message, tail, lang)
+        artifacts.write_text(run_dir / artifacts.FAILURE_HTML, html)
+    except Exception:  # the failure page is a courtesy; failure.log already says it all
+        pass

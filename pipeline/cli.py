@@ -8,8 +8,8 @@ import traceback
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.config import PROFILES, load_config
-from pipeline.errors import DaeReportError
+from pipeline.config import LANGUAGES, PROFILES, load_config
+from pipeline.errors import ConfigError, DaeReportError
 
 DEFAULT_OUT = Path("reports")
 
@@ -18,19 +18,26 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
         prog="dae-report",
         description="Train and evaluate the lab's denoising autoencoder on Fashion-MNIST and "
-        "render its report (HTML + PDF) and executed notebook.",
+        "render its report (HTML + PDF), executed notebook and student handout.",
     )
     main.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    build = commands.add_parser("build", help="train, evaluate and write a new report run")
+
+    settings = argparse.ArgumentParser(add_help=False)
+    settings.add_argument("--config", type=Path, metavar="FILE.toml", help="settings in TOML")
+    settings.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+        help="override one setting, e.g. --set training.epochs=5 (repeatable)",
+    )  # fmt: skip
+    settings.add_argument("--lang", choices=LANGUAGES, help="language of everything written (report.lang)")
+    settings.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    build = commands.add_parser(
+        "build", parents=[settings], help="train, evaluate and write a new report run"
+    )
     build.add_argument(
         "--profile", choices=list(PROFILES), default="full",
         help="full: exactly the lab (default); quick: a few thousand images, 2 epochs",
-    )  # fmt: skip
-    build.add_argument("--config", type=Path, metavar="FILE.toml", help="settings in TOML")
-    build.add_argument(
-        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
-        help="override one setting, e.g. --set training.epochs=5 (repeatable)",
     )  # fmt: skip
     build.add_argument(
         "--data-dir", type=Path,
@@ -38,19 +45,44 @@ def parser() -> argparse.ArgumentParser:
         "package, the Keras cache, then Keras' download)",
     )  # fmt: skip
     build.add_argument("--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)")
-    build.add_argument("--debug", action="store_true", help="show tracebacks")
+    build.add_argument("--handout", action="store_true", help="also write the student handout")
+    build.add_argument(
+        "--retrain", action="store_true", help="train even if a cached model fits (and store it)"
+    )
+    build.add_argument(
+        "--compare-to", metavar="RUN|metrics.json",
+        help="compare with this run (default: the newest finished run of the same profile that "
+        "passed its quality gate); a regression past quality.max_regression exits with 1",
+    )  # fmt: skip
+
+    handout = commands.add_parser(
+        "handout", parents=[settings], help="write the student handout (notebook + PDF) only"
+    )
+    handout.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT / "handout", help="folder (default: reports/handout/)"
+    )
     return main
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)  # usage errors exit with code 2, as bad input
     try:
-        config = load_config(arguments.profile, arguments.config, arguments.overrides)
-        from pipeline.build import build
+        config = load_config(
+            getattr(arguments, "profile", "full"), arguments.config, _overrides(arguments)
+        )
+        from pipeline import build
 
-        build(config=config, out_dir=arguments.out, data_dir=arguments.data_dir)
+        if arguments.command == "build":
+            build.build(
+                config=config,
+                out_dir=arguments.out,
+                data_dir=arguments.data_dir,
+                handout=arguments.handout,
+                retrain=arguments.retrain,
+                compare_to=arguments.compare_to,
+            )
+        else:
+            build.handout(config=config, out_dir=arguments.out)
     except DaeReportError as error:
         if arguments.debug:
             traceback.print_exc()
@@ -62,9 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug or an unforeseen failure: still one line, still exit 3
         if arguments.debug:
             traceback.print_exc()
-        print(f"dae-report: error: {type(error).__name__}: {error} (--debug shows the traceback)", file=sys.stderr)
+        print(
+            f"dae-report: error: {type(error).__name__}: {error} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
         return 3
     return 0
+
+
+def _overrides(arguments) -> list[str]:
+    """--set values, then the options that are shorthands for a setting."""
+    overrides = list(arguments.overrides)
+    if arguments.lang:
+        for item in overrides:
+            key, _, value = item.partition("=")
+            if key.strip() == "report.lang" and value.strip().strip("\"'") != arguments.lang:
+                raise ConfigError(f"conflicting options: --lang {arguments.lang} and --set {item}")
+        overrides.append(f"report.lang={arguments.lang}")
+    return overrides
 
 
 if __name__ == "__main__":

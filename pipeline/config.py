@@ -50,8 +50,34 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class MaxRegression:
+    """How much worse than the earlier run a headline metric may get before the build exits 1."""
+
+    psnr_db: float = field(default=0.3, metadata=_range(0.0, 100.0))  # dB of PSNR lost
+    mse_relative: float = field(default=0.05, metadata=_range(0.0, 100.0))  # 0.05: MSE up 5 %
+    ssim: float = field(default=0.01, metadata=_range(0.0, 1.0))  # mean SSIM lost
+    val_loss_relative: float = field(default=0.02, metadata=_range(0.0, 100.0))
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    max_regression: MaxRegression = MaxRegression()
+
+
+LANGUAGES = ("es", "en")  # the lab is Spanish; templates/locale holds the other catalogs
+LOGO_TYPES = (".png", ".jpg", ".jpeg", ".svg")
+
+
+@dataclass(frozen=True)
 class ReportConfig:
-    title: str = "Denoising Autoencoder con Fashion-MNIST"
+    title: str | None = None  # None: the lab's own title, in the report's language
+    lang: str = field(default="es", metadata={"choices": LANGUAGES})
+    # Shown on the cover of the report and the handout; None leaves the line out.
+    course: str | None = None
+    instructor: str | None = None
+    institution: str | None = None
+    date: str | None = None  # None: the day of the run
+    logo: str | None = field(default=None, metadata={"file": LOGO_TYPES})  # a local image
 
 
 @dataclass(frozen=True)
@@ -63,6 +89,7 @@ class Config:
     split: SplitConfig = SplitConfig()
     training: TrainingConfig = TrainingConfig()
     report: ReportConfig = ReportConfig()
+    quality: QualityConfig = QualityConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,8 +122,9 @@ def load_config(
         _merge(values, _read_toml(Path(config_file)))
     for item in overrides:
         key, value = _parse_override(item)
-        section, _, name = key.rpartition(".")
-        _merge(values, {section: {name: value}} if section else {name: value})
+        for part in reversed(key.split(".")):  # quality.max_regression.psnr_db=0.5 nests
+            value = {part: value}
+        _merge(values, value)
     if values.get("profile", profile) != profile:
         raise ConfigError("the profile is chosen with --profile, not in the config file or --set")
     values["profile"] = profile
@@ -178,7 +206,13 @@ def _check_value(key: str, value: Any, hint: Any, limits: Mapping[str, Any]) -> 
         raise ConfigError(f"{key} must be {names[str]}, got {value!r}")
     if kind is str and not value.strip():
         raise ConfigError(f"{key} must not be empty")
+    if "choices" in limits and value not in limits["choices"]:
+        raise ConfigError(f"{key} = {value!r} is not one of: {', '.join(limits['choices'])}")
+    if "file" in limits:
+        return _check_file(key, value, limits["file"])
     low, high = limits.get("low"), limits.get("high")
+    if low is None and high is None:
+        return value
     too_low = low is not None and (value <= low if limits["low_open"] else value < low)
     too_high = high is not None and (value >= high if limits["high_open"] else value > high)
     if too_low or too_high:
@@ -187,3 +221,13 @@ def _check_value(key: str, value: Any, hint: Any, limits: Mapping[str, Any]) -> 
         span = f"{left}{'-∞' if low is None else low}, {'∞' if high is None else high}{right}"
         raise ConfigError(f"{key} = {value!r} is out of range: it must lie in {span}")
     return value
+
+
+def _check_file(key: str, value: str, suffixes: tuple[str, ...]) -> str:
+    """A local file of one of `suffixes`, as an absolute path (the run may change folder)."""
+    path = Path(value).expanduser()
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{key} = {value!r} must be a {', '.join(suffixes)} file")
+    if not path.is_file():
+        raise ConfigError(f"{key}: file not found: {value}")
+    return str(path.resolve())

@@ -25,14 +25,17 @@ def describe() -> dict:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy's legacy global generator and TensorFlow, as lab §0 does.
+    """Seed Python, NumPy's legacy global generator and TensorFlow, as lab §0 does, and make
+    TensorFlow's ops deterministic: the same config, seed and machine give the same numbers.
 
     Our own randomness (noise) takes an explicit numpy Generator; this covers Keras'
     weight initialisation and the shuffling inside `fit`.
     """
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def cpu_name() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
 
-from pipeline import artifacts
+from pipeline import artifacts, i18n
 from pipeline.errors import DaeReportError, RunError
 from pipeline.progress import LOG_ENV, LogFollower
 
@@ -35,7 +35,44 @@ def section_titles(notebook: nbformat.NotebookNode) -> dict[int, str]:
     return titles
 
 
-def execute(run_dir: Path, parameters: dict, stream=None) -> Path:
+# Cell tags in templates/lab.ipynb, set once so the answer key and the handout never drift:
+SOLUTION = "solution"  # code the student writes: emptied in the handout
+ANSWER = "answer"  # a computed answer to a lab question: left out of the handout
+KEY_ONLY = "key-only"  # the build's own plumbing (parameters, saving metrics): left out too
+
+
+def lab(lang: str) -> nbformat.NotebookNode:
+    """The lab notebook with its markdown in `lang` (code cells translate their own
+    printed text through `i18n.gettext`)."""
+    notebook = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
+    translate = i18n.gettext(lang)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = translate(cell.source)
+    return notebook
+
+
+def handout(lang: str) -> nbformat.NotebookNode:
+    """The student's notebook: instructions and questions, solution cells emptied to a
+    placeholder, no answers, no outputs."""
+    notebook = lab(lang)
+    _ = i18n.gettext(lang)
+    placeholder = _("# TU CÓDIGO AQUÍ")
+    cells = []
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if ANSWER in tags or KEY_ONLY in tags:
+            continue
+        if cell.cell_type == "code":
+            if SOLUTION in tags:
+                cell.source = placeholder
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    notebook.cells = cells
+    return notebook
+
+
+def execute(run_dir: Path, parameters: dict, lang: str, stream=None) -> Path:
     """Execute the lab notebook inside `run_dir` and save it there as the answer key.
 
     Progress (section headings, training epochs) goes to `stream` as it happens.
@@ -46,7 +83,7 @@ def execute(run_dir: Path, parameters: dict, stream=None) -> Path:
     stream = stream or sys.stderr
     output = run_dir / artifacts.ANSWER_KEY
     log_path = run_dir / artifacts.BUILD_LOG
-    notebook = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
+    notebook = lab(lang)
     titles, shown = section_titles(notebook), set()
 
     def on_cell_start(cell, cell_index):
@@ -66,7 +103,7 @@ def execute(run_dir: Path, parameters: dict, stream=None) -> Path:
     try:
         with _environment(kernel_env), LogFollower(log_path, stream, prefix="      "):
             papermill.execute_notebook(
-                str(artifacts.LAB_NOTEBOOK),
+                notebook,
                 str(output),
                 parameters=parameters,
                 cwd=str(run_dir),

@@ -1,86 +1,157 @@
-"""Render the report from what the run saved: metrics.json, config.json and figures/.
+"""Render the report (and the handout) from what the run saved.
 
 Compute → structure → render: the numbers are already in metrics.json; this module builds one
-plain context dict from the run folder, Jinja2 renders it (templates hold all the prose), and
-WeasyPrint prints the same HTML to PDF.
+plain context dict from the run folder, Jinja2 renders it (templates hold all the prose, in
+gettext catalogs for each language), and WeasyPrint prints the same HTML to PDF.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import mimetypes
 from datetime import datetime
 from pathlib import Path
 
 import jinja2
-from babel.dates import format_datetime
+import markupsafe
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 
-from pipeline import artifacts
+from pipeline import artifacts, i18n
 from pipeline.progress import format_duration
 
-LOCALE = "es"
+
+def number(value: float, digits: int = 4, *, locale: str) -> str:
+    """A decimal with `digits` fraction digits in the locale: 0,0118 (es), 0.0118 (en)."""
+    return format_decimal(value, format=f"#,##0.{'0' * digits}", locale=locale)
 
 
-def number(value: float, digits: int = 4) -> str:
-    """A decimal with `digits` significant fraction digits in the report's locale: 0,0118."""
-    return format_decimal(value, format=f"#,##0.{'0' * digits}", locale=LOCALE)
+def integer(value: int, *, locale: str) -> str:
+    return format_decimal(value, format="#,##0", locale=locale)
 
 
-def integer(value: int) -> str:
-    return format_decimal(value, format="#,##0", locale=LOCALE)
-
-
-def percent(value: float, digits: int = 1) -> str:
-    return format_percent(value, format=f"#,##0.{'0' * digits} %", locale=LOCALE)
+def percent(value: float, digits: int = 1, *, locale: str) -> str:
+    pattern = f"#,##0.{'0' * digits}%" if digits else "#,##0%"
+    return format_percent(value, format=pattern, locale=locale)
 
 
 def shape(values) -> str:
     return " × ".join(str(v) for v in values)
 
 
-def environment() -> jinja2.Environment:
-    """The one Jinja2 environment: autoescape on, a missing value is an error, not a blank."""
+@functools.cache
+def environment(lang: str = i18n.SOURCE_LANGUAGE) -> jinja2.Environment:
+    """The Jinja2 environment of one language: autoescape on, a missing value is an error
+    (not a blank), gettext from the language's catalog, numbers in its format."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(artifacts.TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.policies["ext.i18n.trimmed"] = True  # msgids without the template's line breaks
+    env.install_gettext_translations(i18n.translations(lang), newstyle=True)
     env.filters.update(
-        number=number, integer=integer, percent=percent, shape=shape, duration=format_duration
+        number=functools.partial(number, locale=lang),
+        integer=functools.partial(integer, locale=lang),
+        percent=functools.partial(percent, locale=lang),
+        shape=shape,
+        duration=format_duration,
     )
+    env.globals["lang"] = lang
     return env
 
 
 def data_uri(path: Path) -> str:
-    media = {".svg": "image/svg+xml", ".png": "image/png"}[path.suffix]
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return f"data:{media};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def context(run_dir: Path, run_id: str, started: datetime) -> dict:
-    """Everything the template shows, read from the run folder."""
-    figures_dir = run_dir / artifacts.FIGURES
+def course(config: dict, started: datetime) -> dict:
+    """The cover's course details: the user's text as given (escaped when rendered)."""
+    details = config["report"]
+    return {
+        "title": details["title"],
+        "course": details["course"],
+        "instructor": details["instructor"],
+        "institution": details["institution"],
+        "date": details["date"] or format_date(started, "long", locale=details["lang"]),
+        "logo": data_uri(Path(details["logo"])) if details["logo"] else None,
+    }
+
+
+def context(run_dir: Path, run_id: str, started: datetime, provenance: dict | None = None) -> dict:
+    """Everything the report shows, read from the run folder (and, for the appendix, the
+    build's own record: stage times, versions, commit, cache decisions)."""
+    config = artifacts.read_json(run_dir / artifacts.CONFIG)
+    lang = config["report"]["lang"]
     return {
         "run": {
             "id": run_id,
-            "date": format_datetime(started, "d 'de' MMMM 'de' y, HH:mm", locale=LOCALE),
+            "started": format_datetime(started, "medium", locale=lang),
+            "created": started.isoformat(timespec="seconds"),  # the PDF's own dates
         },
-        "config": artifacts.read_json(run_dir / artifacts.CONFIG),
+        "provenance": provenance,
+        "course": course(config, started),
+        "config": config,
         "metrics": artifacts.read_json(run_dir / artifacts.METRICS),
         # SVG: vector charts, and the image grids keep their pixels crisp at any zoom.
-        "figures": {path.stem: data_uri(path) for path in sorted(figures_dir.glob("*.svg"))},
+        "figures": {path.stem: data_uri(path) for path in sorted((run_dir / artifacts.FIGURES).glob("*.svg"))},
     }
 
 
 def render_html(values: dict) -> str:
-    return environment().get_template("report.html.j2").render(values)
+    lang = values["config"]["report"]["lang"]
+    return environment(lang).get_template("report.html.j2").render(values)
 
 
-def write_pdf(html: str, output: Path, base_dir: Path) -> int:
-    """Print the HTML to PDF; returns the number of pages."""
+def answer(name: str, metrics: dict, lang: str) -> str:
+    """One answer of templates/answers.html.j2, for the notebook: the report's own words."""
+    module = environment(lang).get_template("answers.html.j2").make_module({"metrics": metrics})
+    return str(getattr(module, name)())
+
+
+def write_pdf(
+    html: str,
+    output: Path,
+    base_dir: Path,
+    attachments: list[Path] = (),
+    created: datetime | None = None,
+) -> int:
+    """Print the HTML to PDF, with `attachments` embedded; returns the number of pages.
+
+    The PDF's dates come from `created` (the run's start, through the HTML's dcterms meta
+    and here), so unchanged inputs give the same PDF apart from the run's identity."""
     import weasyprint
 
+    files = [
+        weasyprint.Attachment(filename=str(path), name=path.name, created=created, modified=created)
+        for path in attachments
+    ]
     document = weasyprint.HTML(string=html, base_url=str(base_dir)).render()
-    artifacts.write_bytes(output, document.write_pdf())
+    artifacts.write_bytes(output, document.write_pdf(attachments=files))
     return len(document.pages)
+
+
+def render_failure(run_id: str, stage: str | None, message: str, log: list[str], lang: str) -> str:
+    values = {"run_id": run_id, "stage": stage, "message": message, "log": log}
+    return environment(lang).get_template("failure.html.j2").render(values)
+
+
+def render_handout(notebook, config: dict, started: datetime) -> str:
+    """The handout notebook as a printable page: markdown cells rendered, code cells boxed."""
+    from markdown_it import MarkdownIt
+
+    markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+    cells = [
+        {"kind": "markdown", "html": markupsafe.Markup(markdown.render(cell.source))}
+        if cell.cell_type == "markdown"
+        else {"kind": "code", "source": cell.source}
+        for cell in notebook.cells
+    ]
+    lang = config["report"]["lang"]
+    values = {"course": course(config, started), "cells": cells}
+    return environment(lang).get_template("handout.html.j2").render(values)

@@ -1,37 +1,55 @@
-"""Lab §6: compile and fit, with per-epoch progress and the history as plain data."""
+"""Lab §6: compile and fit, with per-epoch progress, resumable, and the history as plain data."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
+from pipeline import artifacts
 from pipeline.config import TrainingConfig
 from pipeline.errors import RunError
 from pipeline.progress import format_duration, report
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """One line per epoch: losses, the epoch's time and the time left at that pace."""
+    """One line per epoch (losses, the epoch's time, the time left at that pace), and the
+    history so far in `history_path`, so a resumed run still has every epoch's losses."""
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, history_path: Path | None = None) -> None:
         super().__init__()
-        self.epochs = epochs
-        self.epoch_seconds: list[float] = []
+        self.epochs, self.history_path = epochs, history_path
+        self.history = {"loss": [], "val_loss": [], "epoch_seconds": []}
+        self.resumed_from_epoch = 0
+        self._first = True
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._first and epoch > 0 and self.history_path and self.history_path.is_file():
+            # BackupAndRestore restored the weights of `epoch` finished epochs.
+            saved = artifacts.read_json(self.history_path)
+            self.history = {key: values[:epoch] for key, values in saved.items()}
+            self.resumed_from_epoch = epoch
+            report(f"resumed after epoch {epoch}/{self.epochs} of an interrupted build")
+        self._first = False
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch_seconds.append(time.perf_counter() - self._started)
+        self.history["loss"].append(float(logs["loss"]))
+        self.history["val_loss"].append(float(logs["val_loss"]))
+        self.history["epoch_seconds"].append(time.perf_counter() - self._started)
+        if self.history_path:
+            self.history_path.parent.mkdir(parents=True, exist_ok=True)
+            artifacts.write_json(self.history_path, self.history)
         done = epoch + 1
-        # ETA from the mean epoch time: the first epoch includes graph tracing, so it is slower.
-        remaining = (self.epochs - done) * float(np.mean(self.epoch_seconds))
+        # ETA from this process's epochs: the first includes graph tracing, so it is slower.
+        timed = self.history["epoch_seconds"][self.resumed_from_epoch :]
+        remaining = (self.epochs - done) * float(np.mean(timed))
         report(
-            f"epoch {done:>{len(str(self.epochs))}}/{self.epochs}"
+            f"{done:>{len(str(self.epochs))}}/{self.epochs}"
             f"  loss {logs['loss']:.4f}  val_loss {logs['val_loss']:.4f}"
-            f"  {self.epoch_seconds[-1]:.1f} s"
+            f"  {self.history['epoch_seconds'][-1]:.1f} s"
             + (f"  ETA {format_duration(remaining)}" if done < self.epochs else "")
         )
 
@@ -41,10 +59,14 @@ def train(
     train_pair: tuple[np.ndarray, np.ndarray],
     val_pair: tuple[np.ndarray, np.ndarray],
     settings: TrainingConfig,
+    cache=None,
 ) -> dict:
     """Fit noisy -> clean. Pairs are (clean, noisy), as `data.split_validation` returns them.
 
-    Returns the history: per-epoch loss, val_loss and seconds, and the total seconds.
+    With a `cache.ModelCache`, a model trained before on the same inputs is loaded instead, a
+    new one is stored, and an interrupted run resumes from its last finished epoch.
+    Returns the history (per-epoch loss, val_loss, seconds; total seconds) and, with a cache,
+    what was decided about the model.
     """
     train_clean, train_noisy = train_pair
     val_clean, val_noisy = val_pair
@@ -52,7 +74,18 @@ def train(
         optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
         loss="binary_crossentropy",
     )
-    progress = EpochProgress(settings.epochs)
+    record = cache.lookup() if cache is not None else None
+    if record is not None:
+        model.load_weights(cache.model_path())
+        report(f"model reused from run {record['run']} (cache key {cache.key}): nothing that "
+               "affects training changed")  # fmt: skip
+        return {**record["history"], "cache": cache.decision(record)}
+
+    history_path = cache.backup_dir / "history.json" if cache is not None else None
+    progress = EpochProgress(settings.epochs, history_path)
+    callbacks = [progress, keras.callbacks.TerminateOnNaN()]
+    if cache is not None:  # after `progress`, so the history is saved before the weights
+        callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
     steps = -(-len(train_clean) // settings.batch_size)
     report(
         f"training: {len(train_clean)} images, {settings.epochs} epochs × {steps} batches "
@@ -60,7 +93,7 @@ def train(
         echo=False,
     )
     started = time.perf_counter()
-    history = model.fit(
+    model.fit(
         train_noisy,
         train_clean,
         epochs=settings.epochs,
@@ -68,18 +101,18 @@ def train(
         shuffle=True,
         validation_data=(val_noisy, val_clean),
         verbose=0,
-        callbacks=[progress, keras.callbacks.TerminateOnNaN()],
+        callbacks=callbacks,
     )
-    losses = history.history["loss"] + history.history.get("val_loss", [])
-    if not np.all(np.isfinite(losses)):
+    history = {**progress.history, "seconds": time.perf_counter() - started}
+    losses = history["loss"] + history["val_loss"]
+    if len(history["loss"]) < settings.epochs or not np.all(np.isfinite(losses)):
         raise RunError(
-            f"training diverged: the loss became {history.history['loss'][-1]} in epoch "
-            f"{len(history.history['loss'])}; lower training.learning_rate "
-            f"(now {settings.learning_rate})"
+            f"training diverged: the loss became {history['loss'][-1]} in epoch "
+            f"{len(history['loss'])}; lower training.learning_rate (now {settings.learning_rate})"
         )
-    return {
-        "loss": [float(v) for v in history.history["loss"]],
-        "val_loss": [float(v) for v in history.history["val_loss"]],
-        "epoch_seconds": progress.epoch_seconds,
-        "seconds": time.perf_counter() - started,
-    }
+    if cache is not None:
+        history["seconds"] += sum(history["epoch_seconds"][: progress.resumed_from_epoch])
+        decision = cache.decision(None, progress.resumed_from_epoch)  # before this model is stored
+        cache.store(model, history)
+        history["cache"] = decision
+    return history

@@ -1,50 +1,74 @@
-"""One end-to-end build of the quick profile on the committed real subset."""
+"""End-to-end builds of the quick profile on the committed real subset: one trained build,
+then rebuilds that reuse it, one retrained for determinism, and ones that fail or regress."""
 
 import json
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
 from pypdf import PdfReader
 
-from pipeline import artifacts
+from pipeline import artifacts, provenance
 from pipeline.build import build, create_run_dir, mark_latest
 from pipeline.config import load_config
+from pipeline.errors import ConfigError, QualityRegression
 from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR
-from tests.test_report import SECTION_TITLES
+from tests.test_report import FIGURE_NAMES, SECTION_TITLES
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    result = build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR)
-    return result
+def out(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reports")
+
+
+@pytest.fixture(scope="module")
+def finished_run(out):
+    return build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR, handout=True)
+
+
+@pytest.fixture(scope="module")
+def rebuilds(out, finished_run):
+    """Two more builds with unchanged inputs: both reuse the first one's notebook outputs."""
+    return [build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR) for _ in range(2)]
+
+
+def pdf_text(path: Path) -> str:
+    return re.sub(r"\s+", " ", " ".join(page.extract_text() for page in PdfReader(path).pages))
+
+
+def results(run_dir: Path) -> dict:
+    return provenance._without_run_specifics(json.loads((run_dir / "metrics.json").read_text()))
 
 
 def test_run_folder_holds_every_artifact(finished_run):
     run = finished_run.run_dir
-    for name in ("report.html", "report.pdf", "answer-key.ipynb", "metrics.json", "config.json", "model.keras"):
+    for name in ("report.html", "report.pdf", "answer-key.ipynb", "metrics.json", "config.json", "model.keras", "run.json"):
         assert (run / name).stat().st_size > 0, name
-    assert len(list((run / "figures").glob("*.png"))) == 9
-    assert len(list((run / "figures").glob("*.svg"))) == 9
-    assert (run.parent / "latest").resolve() == run.resolve()
+    assert len(list((run / "figures").glob("*.png"))) == len(FIGURE_NAMES)
+    assert {p.stem for p in (run / "figures").glob("*.svg")} == set(FIGURE_NAMES)
     assert not (run / artifacts.FAILURE_LOG).exists()
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "finished" and record["content_digest"]
+    assert set(record["stages"]) == {"data", "notebook", "compare", "html", "pdf", "handout"}
 
 
 def test_pdf_has_every_section_and_several_pages(finished_run):
     reader = PdfReader(finished_run.run_dir / "report.pdf")
     assert len(reader.pages) == finished_run.pages >= 8
-    text = re.sub(r"\s+", " ", " ".join(page.extract_text() for page in reader.pages))
-    for title in SECTION_TITLES:
+    text = pdf_text(finished_run.run_dir / "report.pdf")
+    for title in SECTION_TITLES["es"]:
         assert title in text, title
-    for word in ("Fashion-MNIST", "gaussiano", "Sneaker", "Figura 9.", "Índice"):
+    for word in ("Fashion-MNIST", "gaussiano", "Sneaker", "Figura 12.", "Índice", "¿Qué tipo de ruido persiste?",
+                 "Anexo B. Procedencia de la ejecución", "no había ningún modelo en caché"):  # fmt: skip
         assert word in text, word
-    assert "1 / " in text and f"{len(reader.pages)} / {len(reader.pages)}" in text  # page numbers
+    assert f"{len(reader.pages)} / {len(reader.pages)}" in text  # page numbers
+    assert set(reader.attachments) == {"metrics.json", "config.json"}
 
 
 def test_html_embeds_its_images(finished_run):
     html = (finished_run.run_dir / "report.html").read_text()
-    assert html.count('src="data:image/svg+xml;base64,') == 9
+    assert html.count('src="data:image/svg+xml;base64,') == len(FIGURE_NAMES)
     assert not re.search(r'<img[^>]+src="(?!data:)', html)
 
 
@@ -55,9 +79,21 @@ def test_answer_key_ran_without_errors(finished_run):
     assert all(cell.execution_count is not None for cell in code)
     outputs = [output for cell in code for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 9
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURE_NAMES)
     printed = "".join(o.get("text", "") for o in outputs)
-    assert "Forma de x_train: (4000, 28, 28)" in printed and "epoch 2/2" in printed
+    assert "Forma de x_train: (4000, 28, 28)" in printed and "2/2" in printed
+    answers = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "¿Qué tipo de ruido persiste?" in answers and "percentil 99" in answers
+    assert "cudart" not in printed  # TensorFlow's C++ messages stay in kernel.log
+
+
+def test_handout_is_written_beside_the_answer_key(finished_run):
+    run = finished_run.run_dir
+    handout = nbformat.read(run / "handout.ipynb", as_version=4)
+    code = [cell for cell in handout.cells if cell.cell_type == "code"]
+    assert code and all(cell.source == "# TU CÓDIGO AQUÍ" and not cell.outputs for cell in code)
+    text = pdf_text(run / "handout.pdf")
+    assert "¿Qué tipo de ruido persiste?" in text and "percentil" not in text
 
 
 def test_metrics_hold_the_numbers(finished_run):
@@ -69,8 +105,9 @@ def test_metrics_hold_the_numbers(finished_run):
     assert 0 < evaluation["mse"]["min"] <= evaluation["mse"]["median"] <= evaluation["mse"]["max"]
     # Even two epochs on 3 600 images must beat the noisy input.
     assert evaluation["mse"]["mean"] < evaluation["noisy_input"]["mse"]["mean"]
-    config = json.loads((finished_run.run_dir / "config.json").read_text())
-    assert config["profile"] == "quick" and config["seed"] == 123
+    assert metrics["training"]["cache"]["trained"] is True
+    assert metrics["comparison"] is None  # nothing earlier to compare with
+    assert metrics["content_digest"] == provenance.content_digest(finished_run.run_dir)
 
 
 def test_sample_metrics_used_by_template_tests_match_a_real_run(finished_run):
@@ -81,9 +118,74 @@ def test_sample_metrics_used_by_template_tests_match_a_real_run(finished_run):
             return {key: shape(item) for key, item in value.items()}
         return type(value).__name__
 
-    real = json.loads((finished_run.run_dir / "metrics.json").read_text())
-    sample = json.loads((RUN_SAMPLE_DIR / "metrics.json").read_text())
+    real = results(finished_run.run_dir)
+    sample = provenance._without_run_specifics(json.loads((RUN_SAMPLE_DIR / "metrics.json").read_text()))
+    real.pop("comparison")
+    sample.pop("comparison", None)
     assert shape(sample) == shape(real)
+
+
+def test_rebuild_reuses_and_only_rerenders(finished_run, rebuilds):
+    for rebuilt in rebuilds:
+        record = json.loads((rebuilt.run_dir / "run.json").read_text())
+        assert record["notebook"]["reused_from"] == finished_run.run_dir.name
+        assert record["stages"]["notebook"]["seconds"] < 5
+        assert results(rebuilt.run_dir) == {**results(finished_run.run_dir), "comparison": results(rebuilt.run_dir)["comparison"]}
+        assert "Modelo, cifras y figuras reutilizados" in pdf_text(rebuilt.run_dir / "report.pdf")
+    assert (finished_run.run_dir.parent / "latest").resolve() == rebuilds[-1].run_dir.resolve()
+
+
+def test_rebuild_compares_with_the_previous_run(finished_run, rebuilds):
+    comparison = json.loads((rebuilds[0].run_dir / "metrics.json").read_text())["comparison"]
+    assert comparison["baseline"] == finished_run.run_dir.name and comparison["regressions"] == []
+    assert "Anexo A. Comparación con una ejecución anterior" in pdf_text(rebuilds[0].run_dir / "report.pdf")
+
+
+def test_unchanged_inputs_give_the_same_digest_and_pdf_but_for_identity_and_times(rebuilds):
+    first, second = (json.loads((r.run_dir / "metrics.json").read_text()) for r in rebuilds)
+    assert first["content_digest"] == second["content_digest"]
+
+    def neutral(run):
+        """The PDF's text with run ids, clock times and stage durations blanked out."""
+        text = re.sub(r"\d{8}-\d{6}-quick(-\d+)?", "RUN", pdf_text(run.run_dir / "report.pdf"))
+        text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.+-]+|\d\d:\d\d:\d\d", "TIME", text)
+        return re.sub(r"TIME \d+(h\d\d)?(m\d\d)?s?", "TIME", text)
+
+    assert neutral(rebuilds[0]) == neutral(rebuilds[1])
+
+
+def test_same_config_same_numbers(out, finished_run):
+    """Determinism: training again from scratch gives the same metrics to the last digit."""
+    again = build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR, retrain=True)
+    assert json.loads((again.run_dir / "metrics.json").read_text())["training"]["cache"]["reason"] == "retrain"
+    now, before = results(again.run_dir), results(finished_run.run_dir)
+    now.pop("comparison"), before.pop("comparison")
+    assert now == before
+
+
+def test_regression_writes_the_report_then_exits_1(out, rebuilds, tmp_path):
+    better = json.loads((rebuilds[0].run_dir / "metrics.json").read_text())
+    better["evaluation"]["psnr_of_mean_mse"] += 1.0
+    (tmp_path / "metrics.json").write_text(json.dumps(better))
+    with pytest.raises(QualityRegression, match="psnr_db") as raised:
+        build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR, compare_to=tmp_path / "metrics.json")
+    assert raised.value.exit_code == 1
+    run = sorted(out.glob("2*"), key=lambda p: p.stat().st_mtime)[-1]
+    assert (run / "report.pdf").is_file() and "▼" in pdf_text(run / "report.pdf")
+    assert json.loads((run / "run.json").read_text())["regressions"] == ["psnr_db"]
+
+
+def test_a_failing_notebook_leaves_failure_files_and_latest_alone(out, rebuilds):
+    latest = (out / "latest").resolve()
+    # A validation split of 0 images passes the config check but fails inside the notebook.
+    config = load_config("quick", overrides=["split.val_fraction=0.0001"])
+    with pytest.raises(ConfigError, match="leaves 0 of 4000 images"):
+        build(config=config, out_dir=out, data_dir=SUBSET_DIR)
+    failed = sorted(out.glob("2*"), key=lambda p: p.stat().st_mtime)[-1]
+    assert "stage: notebook" in (failed / "failure.log").read_text()
+    assert "leaves 0 of 4000 images" in (failed / "failure.html").read_text()
+    assert json.loads((failed / "run.json").read_text())["status"] == "failed"
+    assert (out / "latest").resolve() == latest
 
 
 def test_run_folders_never_collide(tmp_path):

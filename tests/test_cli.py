@@ -25,6 +25,22 @@ def test_build_gets_the_resolved_config_and_paths(build_calls, tmp_path):
     assert call["config"].profile == "quick"
     assert call["config"].noise.std == 0.3 and call["config"].seed == 9
     assert call["data_dir"] == Path("data") and call["out_dir"] == tmp_path
+    assert call["handout"] is False
+
+
+def test_lang_and_handout_options(build_calls):
+    assert cli.main(["build", "--lang", "en", "--handout"]) == 0
+    (call,) = build_calls
+    assert call["config"].report.lang == "en" and call["handout"] is True
+
+
+def test_handout_command(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr("pipeline.build.handout", lambda **kwargs: calls.append(kwargs))
+    assert cli.main(["handout", "--lang", "en", "--set", "report.course=IA", "--out", str(tmp_path)]) == 0
+    (call,) = calls
+    assert call["config"].report.lang == "en" and call["config"].report.course == "IA"
+    assert call["out_dir"] == tmp_path
 
 
 def test_defaults(build_calls):
@@ -40,6 +56,9 @@ def test_defaults(build_calls):
         (["build", "--set", "training.epochs=0"], "training.epochs = 0 is out of range"),
         (["build", "--set", "noise.sdt=1"], "unknown config key 'noise.sdt'"),
         (["build", "--config", "/nonexistent.toml"], "config file not found"),
+        (["build", "--lang", "en", "--set", "report.lang=es"], "conflicting options: --lang en and --set report.lang=es"),
+        (["build", "--set", "report.lang=fr"], "report.lang = 'fr' is not one of: es, en"),
+        (["build", "--set", "report.logo=/nonexistent/logo.png"], "report.logo: file not found"),
     ],
 )
 def test_bad_config_exits_2_before_any_work(build_calls, capsys, argv, message):

@@ -38,3 +38,44 @@ def test_other_cell_errors_are_run_failures():
     error = notebook._translate(_Failure("ValueError", "bad shape"))
     assert isinstance(error, RunError)
     assert str(error) == "notebook cell 7 failed with ValueError: bad shape"
+
+
+def _by_id(notebook_node):
+    return {cell.id: cell for cell in notebook_node.cells}
+
+
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_handout_has_no_solutions_no_answers_no_outputs(lang):
+    key, student = notebook.lab(lang), notebook.handout(lang)
+    placeholder = {"es": "# TU CÓDIGO AQUÍ", "en": "# YOUR CODE HERE"}[lang]
+    kept = _by_id(student)
+    for cell in key.cells:
+        tags = cell.metadata.get("tags", [])
+        if notebook.ANSWER in tags or notebook.KEY_ONLY in tags:
+            assert cell.id not in kept
+        elif notebook.SOLUTION in tags:
+            assert kept[cell.id].source == placeholder
+        else:  # instructions and questions: the same text in both, from one source
+            assert kept[cell.id].source == cell.source
+    for cell in student.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    nbformat.validate(student)
+
+
+def test_the_lab_marks_its_solutions_and_answers():
+    lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
+    tags = [tag for cell in lab.cells for tag in cell.metadata.get("tags", [])]
+    assert tags.count(notebook.SOLUTION) >= 15
+    assert tags.count(notebook.ANSWER) >= 4
+    untagged_code = [c.id for c in lab.cells if c.cell_type == "code" and not c.metadata.get("tags")]
+    assert untagged_code == []  # every code cell says what the handout does with it
+
+
+def test_handout_runs_in_a_kernel(tmp_path):
+    """The student's notebook opens and runs as handed out (placeholders are comments)."""
+    from nbclient import NotebookClient
+
+    student = notebook.handout("es")
+    NotebookClient(student, kernel_name="python3", timeout=60).execute()
+    assert all(cell.execution_count for cell in student.cells if cell.cell_type == "code")

@@ -1,6 +1,7 @@
 """Template tests: render the report from a real quick run's metrics and check the text."""
 
 import copy
+import re
 from datetime import datetime
 
 import jinja2
@@ -11,54 +12,134 @@ from tests.conftest import RUN_SAMPLE_DIR
 
 FIGURE_NAMES = [
     "samples", "class_distribution", "pixel_histogram", "normalised_samples", "clean_vs_noisy",
-    "noise_histogram", "loss_curves", "denoising_grid", "mse_histogram",
+    "noise_histogram", "loss_curves", "denoising_grid", "extremes", "residual_maps",
+    "mse_histogram", "anomalies",
 ]  # fmt: skip
 
-SECTION_TITLES = [
-    "Objetivos", "0. Entorno y configuración", "1. Carga y exploración de Fashion-MNIST",
-    "2. Normalización y preparación de datos", "3. Generación de imágenes ruidosas",
-    "4. División en entrenamiento y validación", "5. El Denoising Autoencoder convolucional",
-    "6. Compilación y entrenamiento", "7. Evaluación cualitativa",
-    "8. Evaluación cuantitativa: error de reconstrucción",
-    "9. Consideraciones y advertencias técnicas", "Resumen",
-]  # fmt: skip
+SECTION_TITLES = {
+    "es": [
+        "Objetivos", "0. Entorno y configuración", "1. Carga y exploración de Fashion-MNIST",
+        "2. Normalización y preparación de datos", "3. Generación de imágenes ruidosas",
+        "4. División en entrenamiento y validación", "5. El Denoising Autoencoder convolucional",
+        "6. Compilación y entrenamiento", "7. Evaluación cualitativa",
+        "8. Evaluación cuantitativa: error de reconstrucción",
+        "9. Consideraciones y advertencias técnicas", "Resumen",
+    ],
+    "en": [
+        "Objectives", "0. Environment and configuration", "1. Loading and exploring Fashion-MNIST",
+    ],
+}  # fmt: skip
 
 
-@pytest.fixture
-def values():
+def sample_values(lang="es"):
+    config = artifacts.read_json(RUN_SAMPLE_DIR / "config.json")
+    config["report"]["lang"] = lang
     return {
-        "run": {"id": "20261125-120000-quick", "date": "25 de noviembre de 2026, 12:00"},
-        "config": artifacts.read_json(RUN_SAMPLE_DIR / "config.json"),
+        "run": {"id": "20261125-120000-quick", "started": "25 nov 2026, 12:00:00", "created": "2026-11-25T12:00:00+00:00"},
+        "provenance": None,
+        "course": report.course(config, datetime(2026, 11, 25, 12, 0)),
+        "config": config,
         "metrics": artifacts.read_json(RUN_SAMPLE_DIR / "metrics.json"),
         "figures": {name: f"data:image/svg+xml;base64,{name}" for name in FIGURE_NAMES},
     }
 
 
+@pytest.fixture
+def values():
+    return sample_values()
+
+
+def text_of(html: str) -> str:
+    """What a reader sees: no tags, no style sheet, entities decoded, spaces collapsed."""
+    import html as html_module
+
+    body = re.sub(r"<style>.*?</style>", " ", html, flags=re.DOTALL)
+    body = re.sub(r"</?(em|strong|b|code|sub|span|a)\b[^>]*>", "", body)  # inline: no space
+    body = re.sub(r"<[^>]+>", " ", body)
+    return re.sub(r"\s+", " ", html_module.unescape(body))
+
+
 def test_every_section_figure_and_table_is_there(values):
     html = report.render_html(values)
-    for title in SECTION_TITLES:
+    for title in SECTION_TITLES["es"]:
         assert f">{title}</h2>" in html
         assert f">{title}</a>" in html  # and in the table of contents
     for number, name in enumerate(FIGURE_NAMES, start=1):
         assert f"data:image/svg+xml;base64,{name}" in html
         assert f"<b>Figura {number}.</b>" in html
-    assert "<b>Tabla 9.</b>" in html
+    assert "<b>Tabla 11.</b>" in html
 
 
-def test_numbers_come_from_metrics_in_spanish_format(values):
+def test_numbers_come_from_metrics_in_the_report_language(values):
     values["metrics"]["evaluation"]["mse"]["mean"] = 0.011834
     values["metrics"]["model"]["parameters"] = 74497
+    text = text_of(report.render_html(values))
+    assert "0,0118" in text and "74.497" in text and "Sneaker" in text
+    english = sample_values("en")
+    english["metrics"]["evaluation"]["mse"]["mean"] = 0.011834
+    text = text_of(report.render_html(english))
+    assert "0.0118" in text and "74,497" in text
+
+
+def test_every_answer_is_in_the_report(values):
+    text = text_of(report.render_html(values))
+    noise = values["metrics"]["noise"]["effect"]
+    assert f"pasa de {report.number(noise['clean']['std'], 3, locale='es')}" in text
+    for question in ("¿Qué detalles se recuperan bien?", "¿Qué tipo de ruido persiste?",
+                     "¿Se observa suavizado excesivo (blur)?"):  # fmt: skip
+        assert text.count(question) == 2  # the lab's question and the answer that follows
+    assert "percentil 99 del MSE en validación" in text
+    assert "Esta ejecución no muestra sobreajuste" in text
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"overfit": True, "still_improving": False, "best_epoch": 12}, "sí muestra sobreajuste"),
+        ({"overfit": False, "still_improving": True}, "baja hasta la última época"),
+        ({"overfit": False, "still_improving": False}, "no muestra sobreajuste apreciable"),
+    ],
+)
+def test_overfitting_answer_follows_the_verdict(change, expected):
+    values = sample_values()
+    values["metrics"]["training"]["overfitting"].update(change)
+    assert expected in text_of(report.answer("overfitting", values["metrics"], "es"))
+
+
+@pytest.mark.parametrize("sharpness, expected", [(0.5, "Sí. Las reconstrucciones conservan el 50"), (0.97, "No de forma general")])
+def test_blur_answer_follows_the_measure(sharpness, expected):
+    metrics = sample_values()["metrics"]
+    metrics["quality"]["sharpness"] = sharpness
+    assert expected in text_of(report.answer("blur", metrics, "es"))
+
+
+def test_answers_in_the_notebook_are_the_report_words(values):
     html = report.render_html(values)
-    assert "0,0118" in html
-    assert "74.497" in html
-    assert "Sneaker" in html
+    for name in ("noise", "overfitting", "details", "residual", "blur", "anomalies"):
+        assert report.answer(name, values["metrics"], "es").strip() in html
 
 
 def test_user_text_is_escaped(values):
-    values["config"]["report"]["title"] = "<script>alert(1)</script> {{ metrics }}"
+    values["course"]["title"] = "<script>alert(1)</script> {{ metrics }}"
+    values["course"]["course"] = '<img src=x onerror="alert(2)"> {% if 1 %}'
     html = report.render_html(values)
-    assert "<script>alert(1)</script>" not in html
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; {{ metrics }}" in html
+    assert "&lt;img src=x onerror=&#34;alert(2)&#34;&gt; {% if 1 %}" in html
+
+
+def test_course_details_and_logo_on_the_cover(values, tmp_path):
+    logo = tmp_path / "logo.svg"
+    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    values["config"]["report"].update(
+        course="Aprendizaje profundo", instructor="Ana Pérez", institution="Uniminuto",
+        date="1 de diciembre de 2026", logo=str(logo),
+    )  # fmt: skip
+    values["course"] = report.course(values["config"], datetime(2026, 11, 25))
+    text = text_of(report.render_html(values))
+    for expected in ("Aprendizaje profundo", "Ana Pérez", "Uniminuto", "1 de diciembre de 2026"):
+        assert expected in text
+    assert 'class="logo" src="data:image/svg+xml;base64,' in report.render_html(values)
 
 
 def test_a_missing_value_is_an_error_not_a_blank(values):
@@ -75,11 +156,11 @@ def test_reduced_profile_is_flagged_on_the_cover(values):
 
 
 @pytest.mark.parametrize(
-    "value, digits, expected",
-    [(0.011834, 4, "0,0118"), (12345.678, 1, "12.345,7"), (19.3, 2, "19,30")],
+    "value, digits, locale, expected",
+    [(0.011834, 4, "es", "0,0118"), (12345.678, 1, "es", "12.345,7"), (19.3, 2, "en", "19.30")],
 )
-def test_number_filter(value, digits, expected):
-    assert report.number(value, digits) == expected
+def test_number_filter(value, digits, locale, expected):
+    assert report.number(value, digits, locale=locale) == expected
 
 
 def test_context_reads_the_run_folder(tmp_path):
@@ -88,6 +169,7 @@ def test_context_reads_the_run_folder(tmp_path):
     for name in ("metrics.json", "config.json"):
         (tmp_path / name).write_bytes((RUN_SAMPLE_DIR / name).read_bytes())
     context = report.context(tmp_path, "run-1", datetime(2026, 11, 25, 9, 5))
-    assert context["run"] == {"id": "run-1", "date": "25 de noviembre de 2026, 09:05"}
+    assert context["run"]["id"] == "run-1"
+    assert context["course"]["date"] == "25 de noviembre de 2026"
     assert context["figures"]["loss_curves"] == "data:image/svg+xml;base64,PHN2Zy8+"
     assert context["metrics"]["model"]["parameters"] == 74497
