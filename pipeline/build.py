@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pipeline import artifacts, cache, compare, data, notebook, provenance, report
+from pipeline import artifacts, cache, data, gate, notebook, provenance, report
 from pipeline.config import Config
 from pipeline.errors import DaeReportError, OutputError, QualityRegression
 from pipeline.progress import format_duration
@@ -49,7 +49,7 @@ def build(
     out_dir = Path(out_dir)
     started = datetime.now().astimezone()
     stages = Stages(stream, total=6 if handout else 5)
-    baseline = compare.load_baseline(compare_to) if compare_to is not None else None
+    baseline = gate.load_baseline(compare_to) if compare_to is not None else None
 
     with stages.run("data") as stage:
         folder = data.locate(data_dir)
@@ -62,11 +62,12 @@ def build(
         del dataset  # the kernel loads its own copy; this process needs no 50 MB of images
 
     run_dir = create_run_dir(out_dir, started, config.profile)
-    record = RunRecord(run_dir, config, started, stages)
     stream.write(f"      run folder {run_dir}\n")
-    artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
     cache_root = out_dir / cache.CACHE_DIR
+    record = None
     try:
+        record = RunRecord(run_dir, config, started, stages)
+        artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
         training_inputs = cache.training_inputs(config.to_dict(), digests)
         notebook_key = cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[:16]
         earlier = None if retrain else cache.find_notebook(cache_root, notebook_key)
@@ -93,10 +94,10 @@ def build(
         with stages.run("compare") as stage:
             metrics = artifacts.read_json(run_dir / artifacts.METRICS)
             if baseline is None:
-                reference = compare.find_baseline(out_dir, config.profile, exclude=run_dir)
-                baseline = compare.load_baseline(reference) if reference else None
+                reference = gate.find_baseline(out_dir, config.profile, exclude=run_dir)
+                baseline = gate.load_baseline(reference) if reference else None
             metrics["comparison"] = (
-                compare.compare(metrics, baseline[0], config.quality.max_regression, baseline[1])
+                gate.compare(metrics, baseline[0], config.quality.max_regression, baseline[1])
                 if baseline is not None
                 else None
             )
@@ -124,7 +125,8 @@ def build(
                 stage.detail = write_handout(run_dir, config, started)
     except BaseException as error:
         write_failure(run_dir, stages.current, error, config.report.lang)
-        record.finish("failed", error=error)
+        if record is not None:
+            record.finish("failed", error=error)
         raise
     if earlier is None:  # a reused run points back to the run that executed the notebook
         cache.remember_notebook(cache_root, notebook_key, run_dir)
@@ -156,6 +158,7 @@ class RunRecord:
             "versions": provenance.versions(),
             "git": provenance.git_commit(),
         }
+        stages.on_change = self._write  # a scheduler (or a person) can watch the run progress
         self._write()
 
     def as_dict(self) -> dict:
@@ -168,7 +171,11 @@ class RunRecord:
         self._write()
 
     def _write(self) -> None:
-        artifacts.write_json(self.run_dir / artifacts.RUN_RECORD, self.as_dict())
+        try:
+            artifacts.write_json(self.run_dir / artifacts.RUN_RECORD, self.as_dict())
+        except OutputError:
+            if self.values["status"] != "failed":  # a failed run on a full disk keeps its error
+                raise
 
 
 def write_handout(folder: Path, config: Config, started: datetime | None = None) -> str:
@@ -200,6 +207,7 @@ class Stages:
         self.stream, self.total, self.count, self.current = stream, total, 0, None
         self.clock = time.perf_counter()
         self.times: dict[str, dict] = {}
+        self.on_change = lambda: None  # RunRecord rewrites run.json when a stage starts or ends
 
     def run(self, name: str, announce: str = "") -> _Stage:
         self.count += 1
@@ -210,11 +218,12 @@ class Stages:
 class _Stage:
     def __init__(self, stages: Stages, name: str, announce: str) -> None:
         self.stages, self.name, self.announce, self.detail = stages, name, announce, ""
-        self.label = f"[{stages.count}/{stages.total}] {name:<9}"
+        self.label = f"[{stages.count}/{stages.total}] {name:<8} "
 
     def __enter__(self) -> _Stage:
         self.started = time.perf_counter()
         self.stages.times[self.name] = {"started": _now()}
+        self.stages.on_change()
         if self.announce:  # a long stage says what it does before it starts
             self.stages.stream.write(f"{self.label}{self.announce}\n")
             self.stages.stream.flush()
@@ -223,6 +232,7 @@ class _Stage:
     def __exit__(self, kind, error, traceback) -> None:
         seconds = time.perf_counter() - self.started
         self.stages.times[self.name].update(ended=_now(), seconds=round(seconds, 3))
+        self.stages.on_change()
         if kind is None:
             detail = self.detail or ("done" if self.announce else "")
             self.stages.stream.write(f"{self.label}{detail}  ({seconds:.1f} s)\n")
@@ -241,9 +251,13 @@ def prepare_out_dir(out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create the output folder {out_dir}: {error.strerror}") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
+    if not _writable(out_dir):
         raise OutputError(f"the output folder {out_dir} is not writable")
     return out_dir
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def create_run_dir(out_dir: Path, started: datetime, profile: str) -> Path:
@@ -282,11 +296,11 @@ def describe(error: BaseException) -> str:
 def write_failure(run_dir: Path, stage: str | None, error: BaseException, lang: str) -> None:
     """failure.log for machines, failure.html for people; never raises over the real error."""
     message = describe(error)
-    artifacts.write_text(run_dir / artifacts.FAILURE_LOG, f"stage: {stage}\nerror: {message}\n")
     try:
+        artifacts.write_text(run_dir / artifacts.FAILURE_LOG, f"stage: {stage}\nerror: {message}\n")
         log = run_dir / artifacts.BUILD_LOG
         tail = log.read_text(encoding="utf-8").splitlines()[-20:] if log.is_file() else []
         html = report.render_failure(run_dir.name, stage, message, tail, lang)
         artifacts.write_text(run_dir / artifacts.FAILURE_HTML, html)
-    except Exception:  # the failure page is a courtesy; failure.log already says it all
+    except Exception:  # e.g. the disk is full: the exit code and the message still tell
         pass

@@ -30,7 +30,7 @@ CACHE_DIR = ".cache"
 # The modules whose code decides the trained weights.
 TRAINING_CODE = ("data.py", "noise.py", "model.py", "train.py", "environment.py")
 # Config sections that do not change the model (only what the report says about it).
-REPORT_ONLY = ("report", "quality", "profile")
+REPORT_ONLY = ("report", "quality", "profile", "evaluation")
 
 
 def digest(value) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -55,6 +56,21 @@ def parser() -> argparse.ArgumentParser:
         "passed its quality gate); a regression past quality.max_regression exits with 1",
     )  # fmt: skip
 
+    compare = commands.add_parser(
+        "compare", parents=[settings], help="train several models on the same data and compare them"
+    )
+    compare.add_argument("--profile", choices=list(PROFILES), default="full", help="as for build")
+    compare.add_argument(
+        "--models", type=_models, default=["lab", "residual", "unet"], metavar="A,B,...",
+        help="models to compare: lab, residual, unet (default: all three)",
+    )  # fmt: skip
+    compare.add_argument(
+        "--std-range", type=_pair, metavar="LOW,HIGH",
+        help="also train the first model on noise levels drawn in [LOW, HIGH]",
+    )  # fmt: skip
+    compare.add_argument("--data-dir", type=Path, help="as for build")
+    compare.add_argument("--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)")
+
     handout = commands.add_parser(
         "handout", parents=[settings], help="write the student handout (notebook + PDF) only"
     )
@@ -66,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)  # usage errors exit with code 2, as bad input
+    # TensorFlow's C++ start-up and version-skew messages are not for the user (compare runs
+    # TensorFlow in this process; builds run it in the notebook kernel, which inherits this).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         config = load_config(
             getattr(arguments, "profile", "full"), arguments.config, _overrides(arguments)
@@ -80,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
                 handout=arguments.handout,
                 retrain=arguments.retrain,
                 compare_to=arguments.compare_to,
+            )
+        elif arguments.command == "compare":
+            from pipeline.compare import compare_models
+
+            compare_models(
+                config=config,
+                models=arguments.models,
+                out_dir=arguments.out,
+                data_dir=arguments.data_dir,
+                std_range=arguments.std_range,
             )
         else:
             build.handout(config=config, out_dir=arguments.out)
@@ -100,6 +129,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     return 0
+
+
+def _models(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ("lab", "residual", "unet")]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown model {unknown[0] if unknown else text!r} (choose from lab, residual, unet)")
+    return names
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    if not 0 < low < high <= 5:
+        raise argparse.ArgumentTypeError(f"need 0 < LOW < HIGH <= 5, got {text!r}")
+    return (low, high)
 
 
 def _overrides(arguments) -> list[str]:

@@ -1,87 +1,181 @@
-"""Compare a run's headline metrics with an earlier run's, and gate on regressions."""
+"""`dae-report compare`: train several denoisers on the same data and compare them.
+
+Every model sees the same images, the same noise and the same split as the lab; each trains
+with its own recipe (RECIPES) through the model cache, so a model trained before, by a build
+or an earlier comparison, is reused. The comparison report shows a table (parameters,
+training time, MSE / PSNR / SSIM), the validation curves together, the same test images
+through each model, and each model's PSNR across noise levels.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from pipeline import artifacts
-from pipeline.config import MaxRegression
-from pipeline.errors import ConfigError
+import numpy as np
 
-# (name, where in metrics.json, better when "lower" or "higher", threshold field, relative?)
-HEADLINES = (
-    ("mse_mean", ("evaluation", "mse", "mean"), "lower", "mse_relative", True),
-    ("mse_median", ("evaluation", "mse", "median"), "lower", "mse_relative", True),
-    ("psnr_db", ("evaluation", "psnr_of_mean_mse"), "higher", "psnr_db", False),
-    ("ssim_mean", ("evaluation", "ssim", "mean"), "higher", "ssim", False),
-    ("final_val_loss", ("training", "val_loss", -1), "lower", "val_loss_relative", True),
-)
+from pipeline import artifacts, baselines, cache, data, evaluate, figures, i18n, noise, report
+from pipeline.build import RunRecord, Stages, create_run_dir, write_failure
+from pipeline.config import Config, ModelConfig
+from pipeline.progress import format_duration
 
-
-def _get(metrics: dict, path: tuple):
-    value = metrics
-    for part in path:
-        value = value[part]
-    return value
-
-
-def compare(current: dict, baseline: dict, thresholds: MaxRegression, baseline_name: str) -> dict:
-    """Each headline metric now and before, its change, and whether it regressed past its
-    threshold (relative thresholds are fractions of the earlier value)."""
-    rows = []
-    for name, path, better, threshold_name, relative in HEADLINES:
-        now, before = float(_get(current, path)), float(_get(baseline, path))
-        change = now - before
-        worse = change if better == "lower" else -change  # > 0 means worse
-        allowed = getattr(thresholds, threshold_name)
-        limit = allowed * abs(before) if relative else allowed
-        rows.append(
-            {
-                "name": name,
-                "before": before,
-                "now": now,
-                "change": change,
-                "relative_change": change / before if before else None,
-                "better": better,
-                "threshold": allowed,
-                "relative_threshold": relative,
-                "regressed": worse > limit,
-            }
-        )
-    return {
-        "baseline": baseline_name,
-        "rows": rows,
-        "regressions": [row["name"] for row in rows if row["regressed"]],
-    }
+# The training recipe of each model in a comparison (the lab's model keeps the config's, which
+# is the lab's). Epochs are set so each trains within the lab's CPU time (20 lab epochs),
+# measured on the same machine (README, "Model comparison").
+RECIPES = {
+    "lab": {},
+    "residual": {"loss": "mse", "schedule": "cosine", "learning_rate": 2e-3, "batch_size": 128,
+                 "epochs": 4, "jit_compile": True},
+    "unet": {"loss": "mse", "schedule": "cosine", "learning_rate": 3e-3, "batch_size": 128,
+             "epochs": 10, "jit_compile": True},
+}
+WIDTHS = {"lab": 32, "residual": 32, "unet": 16}
+CURVE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def find_baseline(out_dir: Path, profile: str, exclude: Path) -> Path | None:
-    """The newest finished run of the same profile that passed its quality gate."""
-    candidates = []
-    for record_path in Path(out_dir).glob(f"*/{artifacts.RUN_RECORD}"):
-        run_dir = record_path.parent
-        if run_dir.is_symlink() or run_dir.resolve() == exclude.resolve():  # skip reports/latest
-            continue
-        try:
-            record = artifacts.read_json(record_path)
-        except (OSError, ValueError):
-            continue
-        if record.get("status") == "finished" and record.get("profile") == profile and not record.get("regressions"):
-            candidates.append((record.get("finished", ""), run_dir))
-    return max(candidates)[1] if candidates else None
+@dataclass(frozen=True)
+class Prepared:
+    """The lab's arrays: (clean, noisy) pairs, float32 (N, 28, 28, 1)."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    test_labels: np.ndarray
+    digests: dict[str, str]
 
 
-def load_baseline(reference: str | Path) -> tuple[dict, str]:
-    """--compare-to: a run folder or a metrics.json file -> (metrics, its name)."""
-    path = Path(reference)
-    metrics_path = path / artifacts.METRICS if path.is_dir() else path
+def prepare(config: Config, dataset: data.Dataset) -> Prepared:
+    """What the lab notebook does before training (§1–§4), as one function."""
+    train_images, _ = data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")
+    test_images, test_labels = data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")
+    x_train, x_test = data.to_unit_float(train_images), data.to_unit_float(test_images)
+    rng = np.random.default_rng(config.seed)
+    x_train_noisy = noise.corrupt(x_train, config.noise, rng, training=True)
+    x_test_noisy = noise.corrupt(x_test, config.noise, rng)
+    train, val = data.split_validation(x_train, x_train_noisy, config.split.val_fraction)
+    return Prepared(train, val, (x_test, x_test_noisy), test_labels, dataset.digests)
+
+
+def variant(config: Config, name: str, std_range: tuple[float, float] | None = None) -> Config:
+    """The config that trains model `name` with its recipe (and, optionally, random levels)."""
+    recipe = dict(RECIPES[name])
+    if config.profile != "full":  # recipes' epochs are for the full data; quick keeps its own
+        recipe.pop("epochs", None)
+    training = dataclasses.replace(config.training, **recipe)
+    noise_config = dataclasses.replace(config.noise, std_range=std_range) if std_range else config.noise
+    return dataclasses.replace(
+        config, model=ModelConfig(name=name, width=WIDTHS[name]), training=training, noise=noise_config
+    )
+
+
+def compare_models(
+    *,
+    config: Config,
+    models: list[str],
+    out_dir: Path,
+    data_dir: Path | None = None,
+    std_range: tuple[float, float] | None = None,
+    stream=None,
+) -> Path:
+    """Train (or reuse) each model, evaluate all on the same test images, write the report."""
+    import keras
+
+    from pipeline import environment, train
+    from pipeline.model import build as build_model
+    from pipeline.model import describe, loss_for
+
+    stream = stream or sys.stderr
+    started = datetime.now().astimezone()
+    entries = [(name, None) for name in models] + ([(models[0], std_range)] if std_range else [])
+    stages = Stages(stream, total=len(entries) + 3)
+    with stages.run("data") as stage:
+        folder = data.locate(data_dir)
+        dataset = data.load(folder)
+        stage.detail = f"{folder} (verified)"
+    run_dir = create_run_dir(Path(out_dir), started, "compare")
+    record = RunRecord(run_dir, config, started, stages)
+    artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
+    _ = i18n.gettext(config.report.lang)
     try:
-        metrics = artifacts.read_json(metrics_path)
-        for _name, headline, *_ in HEADLINES:
-            _get(metrics, headline)
-    except FileNotFoundError:
-        raise ConfigError(f"--compare-to {reference}: no metrics.json there") from None
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise ConfigError(f"--compare-to {reference}: not a dae-report metrics.json") from None
-    name = metrics_path.parent.name if path.is_dir() or metrics_path.name == artifacts.METRICS else str(path)
-    return metrics, name
+        environment.seed_everything(config.seed)
+        results, examples = [], {}
+        for name, levels in entries:
+            label = f"{name}+std_range" if levels else name
+            with stages.run(label, f"training {label}") as stage:
+                settings = variant(config, name, levels)
+                arrays = prepare(settings, dataset)  # random levels change the training noise
+                keras.utils.set_random_seed(settings.seed)
+                model = build_model(settings.model.name, settings.model.width)
+                model_cache = cache.ModelCache(
+                    Path(out_dir) / cache.CACHE_DIR,
+                    cache.training_inputs(settings.to_dict(), arrays.digests),
+                    run_dir.name,
+                )
+                history = train.train(model, arrays.train, arrays.val, settings, cache=model_cache)
+                test_clean, test_noisy = arrays.test
+                started_eval = time.perf_counter()
+                denoised = model.predict(test_noisy, batch_size=256, verbose=0)
+                seconds_per_image = (time.perf_counter() - started_eval) / len(test_noisy)
+                curve = _curve(model, test_clean[: config.evaluation.generalisation_images], config.seed)
+                results.append(
+                    {"name": label, "model": name, "std_range": levels, "recipe": {**dataclasses.asdict(settings.training), "width": settings.model.width,
+                                "loss": loss_for(name, settings.training.loss)},
+                     "parameters": describe(model)["parameters"], "history": history,
+                     "training_seconds": history["seconds"], "seconds_per_image": seconds_per_image,
+                     **baselines.quality(test_clean, denoised), "curve": curve}  # fmt: skip
+                )
+                examples[label] = denoised[:8]
+                stage.detail = f"{label}: {results[-1]['psnr_of_mean_mse']:.2f} dB in {format_duration(history['seconds'])}"
+        with stages.run("figures") as stage:
+            figures_dir = run_dir / artifacts.FIGURES
+            figures.loss_curves_many(
+                {row["name"]: row["history"] for row in results}, figures_dir,
+                text={"x": _("Época"), "y": _("MSE de validación")},
+            )  # fmt: skip
+            test_clean, test_noisy = prepare(config, dataset).test
+            figures.image_grid(
+                [test_clean[:8], test_noisy[:8], *examples.values()],
+                [_("Limpia"), _("Ruidosa"), *examples], figures_dir, "models",
+            )  # fmt: skip
+            figures.curves(
+                list(CURVE_LEVELS),
+                {row["name"]: [point["psnr"] for point in row["curve"]] for row in results},
+                figures_dir, "models_generalisation",
+                text={"x": _("Desviación típica del ruido gaussiano"), "y": "PSNR (dB)"},
+                marker=config.noise.std,
+            )  # fmt: skip
+        metrics = {"models": results, "noise": {"std": config.noise.std}, "target_psnr_db": TARGET_PSNR_DB,
+                   "test_images": len(test_clean), "curve_images": min(len(test_clean), config.evaluation.generalisation_images)}  # fmt: skip
+        for row in metrics["models"]:
+            row["history"] = {key: row["history"][key] for key in ("loss", "val_loss", "mse", "val_mse") if key in row["history"]}
+        artifacts.write_json(run_dir / artifacts.METRICS, metrics)
+        with stages.run("report") as stage:
+            values = report.context(run_dir, run_dir.name, started, provenance=record.as_dict())
+            html = report.environment(config.report.lang).get_template("compare.html.j2").render(values)
+            artifacts.write_text(run_dir / artifacts.REPORT_HTML, html)
+            pages = report.write_pdf(html, run_dir / artifacts.REPORT_PDF, run_dir, [run_dir / artifacts.METRICS], started)
+            stage.detail = f"{artifacts.REPORT_HTML}, {artifacts.REPORT_PDF} ({pages} pages)"
+    except BaseException as error:
+        write_failure(run_dir, stages.current, error, config.report.lang)
+        record.finish("failed", error=error)
+        raise
+    record.finish("finished")
+    stream.write(f"done in {format_duration(time.perf_counter() - stages.clock)}: {run_dir}\n")
+    return run_dir
+
+
+TARGET_PSNR_DB = 21.0  # the issue's bar for the best offered model at std 0.4
+
+
+def _curve(model, clean: np.ndarray, seed: int) -> list[dict]:
+    """PSNR of the model on Gaussian noise at each level of CURVE_LEVELS."""
+    points = []
+    for index, std in enumerate(CURVE_LEVELS):
+        noisy = noise.add_gaussian_noise(clean, 0.0, std, np.random.default_rng([seed, index]))
+        denoised = model.predict(noisy, batch_size=256, verbose=0)
+        points.append({"std": std, "psnr": float(evaluate.psnr(evaluate.per_image_mse(clean, denoised).mean()))})
+    return points

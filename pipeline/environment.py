@@ -47,3 +47,10 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def resources() -> dict:
+    """This process's peak resident memory (the notebook kernel's, where the lab runs)."""
+    import resource
+
+    return {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}

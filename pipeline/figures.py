@@ -157,3 +157,44 @@ def signed_maps(
     bar.set_label(text["scale"], fontsize=8)
     bar.ax.tick_params(labelsize=7)
     return save(figure, folder, name)
+
+
+def curves(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    folder: Path,
+    name: str,
+    text: Mapping[str, str],
+    marker: float | None = None,
+) -> Path:
+    """Lines over a shared x axis (e.g. PSNR against noise level); `marker` draws a dashed
+    vertical line (e.g. the level the model was trained on)."""
+    figure = Figure(figsize=(PAGE_WIDTH * 0.85, 3.2), layout="constrained")
+    axis = figure.subplots()
+    for label, values in series.items():
+        axis.plot(x, values, marker="o", markersize=4, label=label)
+    if marker is not None:
+        axis.axvline(marker, color="#888", linestyle="--", linewidth=1)
+    axis.set_xlabel(text["x"])
+    axis.set_ylabel(text["y"])
+    axis.legend()
+    axis.grid(True, alpha=0.3)
+    return save(figure, folder, name)
+
+
+def loss_curves_many(histories: Mapping[str, Mapping[str, Sequence[float]]], folder: Path, text: Mapping[str, str]) -> Path:
+    """Several models' validation MSE per epoch (solid) and training MSE (dashed, same colour)."""
+    figure = Figure(figsize=(PAGE_WIDTH * 0.85, 3.4), layout="constrained")
+    axis = figure.subplots()
+    for index, (label, history) in enumerate(histories.items()):
+        colour = f"C{index}"
+        epochs = np.arange(1, len(history["val_mse"]) + 1)
+        axis.plot(epochs, history["val_mse"], marker="o", markersize=3, color=colour, label=label)
+        axis.plot(epochs, history["mse"], linestyle="--", color=colour, alpha=0.6)
+    axis.set_xlabel(text["x"])
+    axis.set_ylabel(text["y"])
+    axis.set_yscale("log")
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.legend()
+    axis.grid(True, alpha=0.3, which="both")
+    return save(figure, folder, "models_loss_curves")

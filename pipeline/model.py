@@ -29,11 +29,6 @@ def build_lab_autoencoder() -> keras.Model:
     return keras.Model(inputs, outputs, name="denoising_autoencoder")
 
 
-def latent_shape(model: keras.Model) -> tuple[int, ...]:
-    """Shape of the encoder's output, without the batch axis: (7, 7, 64) for the lab model."""
-    return tuple(model.get_layer("enc_pool2").output.shape[1:])
-
-
 def describe(model: keras.Model) -> dict:
     """The model summary as plain data, for metrics.json and the report's table."""
     return {
@@ -50,3 +45,65 @@ def describe(model: keras.Model) -> dict:
             for layer in model.layers
         ],
     }
+
+
+def build_residual(channels: int = 32, depth: int = 8) -> keras.Model:
+    """DnCNN-style: a stack of 3×3 convolutions at full resolution that predicts the noise;
+    the output is the input minus that prediction (residual learning)."""
+    inputs = keras.Input(shape=INPUT_SHAPE, name="denoise_input")
+    x = layers.Conv2D(channels, 3, padding="same", activation="relu", name="conv_in")(inputs)
+    for index in range(1, depth - 1):
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = layers.BatchNormalization(name=f"bn{index}")(x)
+        x = layers.Activation("relu", name=f"relu{index}")(x)
+    estimated_noise = layers.Conv2D(1, 3, padding="same", name="noise")(x)  # (B, 28, 28, 1)
+    outputs = layers.Subtract(name="denoised")([inputs, estimated_noise])
+    return keras.Model(inputs, outputs, name="residual_denoiser")
+
+
+def _double_conv(x, channels: int, name: str):
+    for index in (1, 2):
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn{index}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
+    return x
+
+
+def build_unet(base: int = 16) -> keras.Model:
+    """A small U-Net: two poolings (28 → 14 → 7), batch norm, skip connections that carry the
+    fine detail past the bottleneck, and a sigmoid output."""
+    inputs = keras.Input(shape=INPUT_SHAPE, name="denoise_input")
+    level1 = _double_conv(inputs, base, "enc1")  # (B, 28, 28, base)
+    level2 = _double_conv(layers.MaxPooling2D(2, name="pool1")(level1), 2 * base, "enc2")  # 14×14
+    bottom = _double_conv(layers.MaxPooling2D(2, name="pool2")(level2), 4 * base, "bottom")  # 7×7
+    x = layers.UpSampling2D(2, name="up2")(bottom)
+    x = _double_conv(layers.Concatenate(name="skip2")([x, level2]), 2 * base, "dec2")
+    x = layers.UpSampling2D(2, name="up1")(x)
+    x = _double_conv(layers.Concatenate(name="skip1")([x, level1]), base, "dec1")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="dec_output")(x)
+    return keras.Model(inputs, outputs, name="unet")
+
+
+# Each architecture with the loss it is trained with when training.loss is "auto": the lab's
+# binary cross-entropy for the lab's model; MSE, which is what PSNR measures, for the others.
+RECIPES = {
+    "lab": {"build": lambda width: build_lab_autoencoder(), "loss": "binary_crossentropy"},
+    "residual": {"build": lambda width: build_residual(width), "loss": "mse"},
+    "unet": {"build": lambda width: build_unet(width), "loss": "mse"},
+}
+
+
+def build(name: str, width: int) -> keras.Model:
+    """The model called `name` (config model.name); `width` is the base channel count of the
+    residual and U-Net models (the lab's model has its own fixed widths)."""
+    return RECIPES[name]["build"](width)
+
+
+def loss_for(name: str, loss: str) -> str:
+    return RECIPES[name]["loss"] if loss == "auto" else loss
+
+
+def latent_shape(model: keras.Model) -> tuple[int, ...] | None:
+    """Shape of the narrowest feature map, without the batch axis: (7, 7, 64) for the lab."""
+    shapes = [tuple(layer.output.shape[1:]) for layer in model.layers if len(layer.output.shape) == 4]
+    return min(shapes, key=lambda shape: (shape[0] * shape[1], -shape[2])) if shapes else None

@@ -96,7 +96,7 @@ def execute(run_dir: Path, parameters: dict, lang: str, stream=None) -> Path:
     kernel_env = {
         LOG_ENV: str(log_path),
         "MPLBACKEND": "Agg",
-        "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ start-up chatter stays out of the notebook
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
     kernel_manager = _KernelManager(kernel_name="python3", stderr_path=run_dir / artifacts.KERNEL_LOG)

@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline import artifacts
 
 # Keys of metrics.json that change from build to build without the results changing.
-RUN_SPECIFIC_KEYS = {"seconds", "epoch_seconds", "cache", "content_digest", "baseline"}
+RUN_SPECIFIC_KEYS = {"seconds", "epoch_seconds", "seconds_per_image", "cache", "content_digest", "baseline", "resources"}
 
 
 def package_version(*names: str) -> str | None:

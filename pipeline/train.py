@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 from pipeline import artifacts
-from pipeline.config import TrainingConfig
+from pipeline.config import Config
+from pipeline.model import loss_for
 from pipeline.errors import RunError
 from pipeline.progress import format_duration, report
 
@@ -21,7 +22,7 @@ class EpochProgress(keras.callbacks.Callback):
     def __init__(self, epochs: int, history_path: Path | None = None) -> None:
         super().__init__()
         self.epochs, self.history_path = epochs, history_path
-        self.history = {"loss": [], "val_loss": [], "epoch_seconds": []}
+        self.history = {"loss": [], "val_loss": [], "mse": [], "val_mse": [], "epoch_seconds": []}
         self.resumed_from_epoch = 0
         self._first = True
 
@@ -36,8 +37,8 @@ class EpochProgress(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.history["loss"].append(float(logs["loss"]))
-        self.history["val_loss"].append(float(logs["val_loss"]))
+        for key in ("loss", "val_loss", "mse", "val_mse"):
+            self.history[key].append(float(logs[key]))
         self.history["epoch_seconds"].append(time.perf_counter() - self._started)
         if self.history_path:
             self.history_path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def train(
     model: keras.Model,
     train_pair: tuple[np.ndarray, np.ndarray],
     val_pair: tuple[np.ndarray, np.ndarray],
-    settings: TrainingConfig,
+    config: Config,
     cache=None,
 ) -> dict:
     """Fit noisy -> clean. Pairs are (clean, noisy), as `data.split_validation` returns them.
@@ -68,11 +69,18 @@ def train(
     Returns the history (per-epoch loss, val_loss, seconds; total seconds) and, with a cache,
     what was decided about the model.
     """
+    settings = config.training
     train_clean, train_noisy = train_pair
     val_clean, val_noisy = val_pair
+    steps = -(-len(train_clean) // settings.batch_size)
+    rate = settings.learning_rate
+    if settings.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=settings.epochs * steps)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=settings.learning_rate),
-        loss="binary_crossentropy",
+        optimizer=keras.optimizers.Adam(learning_rate=rate),
+        loss=loss_for(config.model.name, settings.loss),
+        metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
+        jit_compile=settings.jit_compile,
     )
     record = cache.lookup() if cache is not None else None
     if record is not None:
@@ -86,7 +94,6 @@ def train(
     callbacks = [progress, keras.callbacks.TerminateOnNaN()]
     if cache is not None:  # after `progress`, so the history is saved before the weights
         callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
-    steps = -(-len(train_clean) // settings.batch_size)
     report(
         f"training: {len(train_clean)} images, {settings.epochs} epochs × {steps} batches "
         f"of {settings.batch_size}",

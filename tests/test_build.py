@@ -197,3 +197,16 @@ def test_run_folders_never_collide(tmp_path):
     mark_latest(first)
     mark_latest(second)
     assert (tmp_path / "latest").resolve() == second.resolve()
+
+
+def test_compare_reuses_the_builds_lab_model_and_reports(out, finished_run):
+    from pipeline.compare import compare_models
+
+    run = compare_models(config=load_config("quick"), models=["lab", "unet"], out_dir=out, data_dir=SUBSET_DIR)
+    metrics = json.loads((run / "metrics.json").read_text())
+    lab, unet = metrics["models"]
+    assert lab["history"]["val_loss"] == json.loads((finished_run.run_dir / "metrics.json").read_text())["training"]["val_loss"]
+    assert unet["parameters"] > lab["parameters"] and len(unet["curve"]) == 7
+    assert {p.stem for p in (run / "figures").glob("*.svg")} == {"models_loss_curves", "models", "models_generalisation"}
+    assert "Comparación de modelos" in pdf_text(run / "report.pdf")
+    assert not (out / "latest").resolve() == run.resolve()  # a comparison is not a report run

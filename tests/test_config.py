@@ -14,6 +14,12 @@ def test_defaults_are_the_lab():
     assert config.data.train_limit is None and config.data.test_limit is None
 
 
+def test_fast_profile_is_the_unet_recipe():
+    config = load_config("fast")
+    assert config.model.name == "unet" and config.training.loss == "mse" and config.training.jit_compile
+    assert config.evaluation.baselines is False
+
+
 def test_quick_profile_is_small():
     config = load_config("quick")
     assert config.profile == "quick"
@@ -88,7 +94,7 @@ def test_toml_file_then_set(tmp_path):
         ("[training\nepochs = 3", "is not valid TOML"),
         ("[training]\nepochs = 'ten'", "training.epochs must be an integer"),
         ("training = 3", "'training' must be a table of settings"),
-        ("[model]\nname = 'unet'", "unknown config key 'model'"),
+        ("[modle]\nname = 'unet'", "unknown config key 'modle'"),
     ],
 )
 def test_bad_toml_files(tmp_path, text, message):

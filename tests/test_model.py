@@ -28,3 +28,20 @@ def test_describe_is_plain_data():
     assert summary["layers"][-1] == {
         "name": "dec_output", "type": "Conv2D", "output_shape": [28, 28, 1], "parameters": 289,
     }  # fmt: skip
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("name, width, parameters", [("lab", 32, 74_497), ("residual", 32, 56_673), ("unet", 16, 118_945)])
+def test_every_offered_model_maps_images_to_images(name, width, parameters):
+    built = model.build(name, width)
+    assert built.count_params() == parameters
+    output = built.predict(np.random.default_rng(0).random((2, 28, 28, 1)), verbose=0)
+    assert output.shape == (2, 28, 28, 1)
+
+
+def test_losses_follow_the_recipe_unless_set():
+    assert model.loss_for("lab", "auto") == "binary_crossentropy"
+    assert model.loss_for("unet", "auto") == "mse"
+    assert model.loss_for("lab", "mae") == "mae"

@@ -34,3 +34,47 @@ def test_black_pixels_average_about_0_16_after_clipping():
     images = np.zeros((100, 28, 28, 1), dtype=np.float32)
     noisy = add_gaussian_noise(images, 0.0, 0.4, np.random.default_rng(3))
     assert noisy.mean() == pytest.approx(0.4 / np.sqrt(2 * np.pi), rel=0.01)
+
+
+from pipeline import noise as noise_module  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+
+@pytest.mark.parametrize("kind, value", [("poisson", 10.0), ("speckle", 0.5), ("salt_pepper", 0.1), ("blur", 1.0)])
+def test_other_degradations_stay_in_range_and_change_the_images(kind, value):
+    images = np.random.default_rng(0).random((20, 28, 28, 1), dtype=np.float32)
+    degraded = noise_module.degrade(images, kind, value, np.random.default_rng(1))
+    assert degraded.dtype == np.float32 and degraded.shape == images.shape
+    assert degraded.min() >= 0.0 and degraded.max() <= 1.0
+    assert not np.allclose(degraded, images)
+
+
+def test_salt_and_pepper_hits_the_stated_share():
+    images = np.full((50, 28, 28, 1), 0.5, dtype=np.float32)
+    noisy = noise_module.add_salt_pepper_noise(images, 0.1, np.random.default_rng(2))
+    hit = noisy != 0.5
+    assert hit.mean() == pytest.approx(0.1, abs=0.01)
+    assert set(np.unique(noisy[hit])) == {0.0, 1.0}
+
+
+def test_speckle_leaves_black_black():
+    images = np.zeros((5, 28, 28, 1), dtype=np.float32)
+    assert noise_module.add_speckle_noise(images, 0.5, np.random.default_rng(3)).max() == 0.0
+
+
+def test_random_levels_give_each_image_its_own_std():
+    images = np.full((400, 28, 28, 1), 0.5, dtype=np.float32)
+    noisy = noise_module.add_gaussian_noise_range(images, 0.0, 0.05, 0.2, np.random.default_rng(4))
+    stds = (noisy - images).reshape(400, -1).std(axis=1)
+    assert stds.min() > 0.04 and stds.max() < 0.21 and stds.max() - stds.min() > 0.1
+
+
+def test_corrupt_follows_the_config():
+    images = np.full((10, 28, 28, 1), 0.5, dtype=np.float32)
+    lab = load_config().noise
+    np.testing.assert_array_equal(
+        noise_module.corrupt(images, lab, np.random.default_rng(5)),
+        noise_module.add_gaussian_noise(images, 0.0, 0.4, np.random.default_rng(5)),
+    )
+    pepper = load_config(overrides=["noise.type=salt_pepper", "noise.amount=0.2"]).noise
+    assert (noise_module.corrupt(images, pepper, np.random.default_rng(6)) != 0.5).mean() == pytest.approx(0.2, abs=0.02)

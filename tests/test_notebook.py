@@ -15,7 +15,9 @@ def test_lab_notebook_is_valid_and_runs_in_this_environment():
 
 
 def test_every_lab_section_is_in_the_notebook():
-    titles = set(notebook.section_titles(nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)).values())
+    lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
+    titles = [line[3:] for cell in lab.cells if cell.cell_type == "markdown"
+              for line in cell.source.splitlines() if line.startswith("## ")]  # fmt: skip
     for number in range(10):
         assert any(title.startswith(f"Sección {number} ") for title in titles), number
 

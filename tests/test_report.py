@@ -13,7 +13,7 @@ from tests.conftest import RUN_SAMPLE_DIR
 FIGURE_NAMES = [
     "samples", "class_distribution", "pixel_histogram", "normalised_samples", "clean_vs_noisy",
     "noise_histogram", "loss_curves", "denoising_grid", "extremes", "residual_maps",
-    "mse_histogram", "anomalies",
+    "mse_histogram", "anomalies", "baselines", "generalisation",
 ]  # fmt: skip
 
 SECTION_TITLES = {
@@ -23,7 +23,7 @@ SECTION_TITLES = {
         "4. División en entrenamiento y validación", "5. El Denoising Autoencoder convolucional",
         "6. Compilación y entrenamiento", "7. Evaluación cualitativa",
         "8. Evaluación cuantitativa: error de reconstrucción",
-        "9. Consideraciones y advertencias técnicas", "Resumen",
+        "9. Consideraciones y advertencias técnicas", "10. Más allá de la práctica", "Resumen",
     ],
     "en": [
         "Objectives", "0. Environment and configuration", "1. Loading and exploring Fashion-MNIST",

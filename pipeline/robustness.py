@@ -1,0 +1,59 @@
+"""Lab §9 "Generalización": the trained model on noise it was not trained for.
+
+Each condition degrades the same clean images (a stated subset of the test set) with a seeded
+generator; the model and the best classical baseline (its parameter re-chosen on validation
+images for each condition) denoise them; PSNR and SSIM say how each copes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from pipeline import baselines, noise
+
+# (kind, parameter value): Gaussian std from 0.1 to 0.7, then the other degradations.
+CONDITIONS = (
+    *(("gaussian", std) for std in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)),
+    ("poisson", 10.0),  # photon peak: Poisson(10·x)/10
+    ("speckle", 0.5),  # x·(1 + N(0, 0.5²))
+    ("salt_pepper", 0.1),  # 10 % of the pixels set to 0 or 1
+    ("blur", 1.0),  # Gaussian blur, sigma 1 pixel, no noise
+)
+
+
+def study(
+    predict: Callable[[np.ndarray], np.ndarray],
+    val_clean: np.ndarray,
+    test_clean: np.ndarray,
+    method: baselines.Method,
+    seed: int,
+    conditions=CONDITIONS,
+) -> list[dict]:
+    """One row per condition: PSNR/SSIM of the degraded input, the model and the baseline."""
+    rows = []
+    for index, (kind, value) in enumerate(conditions):
+        rng = np.random.default_rng([seed, index])  # each condition its own, repeatable noise
+        val_noisy = noise.degrade(val_clean, kind, value, rng)
+        test_noisy = noise.degrade(test_clean, kind, value, rng)
+        std = value if kind == "gaussian" else None  # unclipping needs the Gaussian std
+        chosen = baselines.choose(method, val_clean, val_noisy, std)
+        variant = min(chosen, key=lambda name: chosen[name][1])  # lower validation MSE
+        filtered = np.clip(method.apply(test_noisy, chosen[variant][0]), 0.0, 1.0)
+        classical = baselines.unclip(filtered, std) if variant == "corrected" else filtered
+        rows.append(
+            {
+                "kind": kind,
+                "value": value,
+                "input": _short(baselines.quality(test_clean, test_noisy)),
+                "model": _short(baselines.quality(test_clean, predict(test_noisy))),
+                "baseline": {**_short(baselines.quality(test_clean, classical)),
+                             "method": method.name, "variant": variant, "parameter": float(chosen[variant][0])},  # fmt: skip
+            }
+        )
+    return rows
+
+
+def _short(quality: dict) -> dict:
+    return {"psnr": quality["psnr_of_mean_mse"], "ssim": quality["ssim"]["mean"]}
