@@ -50,16 +50,33 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file and a rename: a reader (or an interrupted build) never
+    leaves a half-written file under the real name. A full or read-only disk is an
+    OutputError naming the file."""
+    from pipeline.errors import OutputError
+
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temporary = None
     try:
-        with os.fdopen(handle, "wb") as file:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with open(handle, "wb") as file:
             file.write(data)
         os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
         os.replace(temporary, path)
+    except OSError as error:
+        _discard(temporary)
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        _discard(temporary)
         raise
+
+
+def _discard(temporary: str | None) -> None:
+    if temporary is not None:
+        try:
+            Path(temporary).unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _plain(value: Any) -> Any:

@@ -206,8 +206,12 @@ def _require_folder(folder: Path) -> None:
         raise DataError(f"data folder {folder} does not exist; {HOW_TO_GET}")
     if not folder.is_dir():
         raise DataError(f"data folder {folder} is a file, not a folder")
-    if not os.access(folder, os.R_OK | os.X_OK):
+    if not _readable(folder):
         raise DataError(f"data folder {folder} cannot be read (permission denied)")
+
+
+def _readable(folder: Path) -> bool:
+    return os.access(folder, os.R_OK | os.X_OK)
 
 
 def _replace(path: Path) -> str:

@@ -48,7 +48,8 @@ def environment(lang: str = i18n.SOURCE_LANGUAGE) -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(artifacts.TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
         undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
+        # No trim_blocks: the line break after a block tag is what separates two sentences
+        # written on consecutive lines ({% endtrans %} then {% if %}).
         lstrip_blocks=True,
         extensions=["jinja2.ext.i18n"],
     )
@@ -70,6 +71,26 @@ def data_uri(path: Path) -> str:
     return f"data:{media};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+
+
+def logo_uri(path: Path) -> str:
+    """The logo as a data URI, if the file really is a PNG, JPEG or SVG image. An SVG's own
+    references are then fetched (or refused) by the confined fetcher like anything else."""
+    from pipeline.errors import ConfigError
+
+    try:
+        head = path.read_bytes()[:512]
+    except OSError as error:
+        raise ConfigError(f"report.logo: cannot read {path}: {error.strerror}") from None
+    media = next((kind for magic, kind in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
+    if media is None and b"<svg" in head:
+        media = "image/svg+xml"
+    if media is None:
+        raise ConfigError(f"report.logo: {path} is not a PNG, JPEG or SVG image")
+    return f"data:{media};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
 def course(config: dict, started: datetime) -> dict:
     """The cover's course details: the user's text as given (escaped when rendered)."""
     details = config["report"]
@@ -79,7 +100,7 @@ def course(config: dict, started: datetime) -> dict:
         "instructor": details["instructor"],
         "institution": details["institution"],
         "date": details["date"] or format_date(started, "long", locale=details["lang"]),
-        "logo": data_uri(Path(details["logo"])) if details["logo"] else None,
+        "logo": logo_uri(Path(details["logo"])) if details["logo"] else None,
     }
 
 
@@ -114,6 +135,33 @@ def answer(name: str, metrics: dict, lang: str) -> str:
     return str(getattr(module, name)())
 
 
+def confined_fetcher(*folders: Path):
+    """A WeasyPrint URL fetcher that loads data: URIs and files inside `folders` only: no
+    network, no other local path, whatever a title, a logo or an injected tag points at."""
+    import weasyprint
+
+    roots = [Path(folder).resolve() for folder in folders]
+
+    class ConfinedFetcher(weasyprint.URLFetcher):
+        def fetch(self, url, headers=None):
+            scheme = url.split(":", 1)[0].lower()
+            if scheme == "data":
+                return super().fetch(url, headers)
+            if scheme == "file":
+                from urllib.parse import unquote, urlparse
+
+                path = Path(unquote(urlparse(url).path)).resolve()
+                if any(path.is_relative_to(root) for root in roots):
+                    return super().fetch(url, headers)
+            REFUSED.append(url)
+            raise ValueError(f"dae-report loads no resource outside the run folder: {url}")
+
+    return ConfinedFetcher(allowed_protocols=("data", "file"))
+
+
+REFUSED: list[str] = []  # URLs the last renderings refused, for the tests and the log
+
+
 def write_pdf(
     html: str,
     output: Path,
@@ -123,15 +171,17 @@ def write_pdf(
 ) -> int:
     """Print the HTML to PDF, with `attachments` embedded; returns the number of pages.
 
-    The PDF's dates come from `created` (the run's start, through the HTML's dcterms meta
-    and here), so unchanged inputs give the same PDF apart from the run's identity."""
+    Only data: URIs and files in `base_dir` and the templates can be loaded. The PDF's dates
+    come from `created` (the run's start, through the HTML's dcterms meta and here), so
+    unchanged inputs give the same PDF apart from the run's identity."""
     import weasyprint
 
+    fetcher = confined_fetcher(base_dir, artifacts.TEMPLATES_DIR)
     files = [
         weasyprint.Attachment(filename=str(path), name=path.name, created=created, modified=created)
         for path in attachments
     ]
-    document = weasyprint.HTML(string=html, base_url=str(base_dir)).render()
+    document = weasyprint.HTML(string=html, base_url=str(base_dir), url_fetcher=fetcher).render()
     artifacts.write_bytes(output, document.write_pdf(attachments=files))
     return len(document.pages)
 
