@@ -1,0 +1,274 @@
+"""Where the time and memory go: the lab's code against the pipeline, stage by stage.
+
+    .venv/bin/python benchmarks/bench.py                # epochs A/B, stages (quick), rebuild
+    .venv/bin/python benchmarks/bench.py --full         # + time-to-quality: lab code vs `fast`
+
+Every measurement runs in its own process (fresh TensorFlow, honest peak memory), and the
+A/B epochs alternate lab / pipeline over several rounds: this machine's speed drifts by up to
+1.6× between minutes, so only interleaved, repeated runs compare. Prints a table of ratios and
+writes benchmarks/results/bench.json. Nothing here runs in the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MFLOP_PER_IMAGE = 57.0  # the lab model's forward + backward arithmetic per training image
+TARGET_MSE = 0.0118  # the lab's test MSE (lab-code-run.json): "the same quality"
+
+
+# --- children: each runs in a fresh process and prints one JSON line ---
+
+
+def _epoch_timer():
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self, test=None):
+            super().__init__()
+            self.seconds, self.mse, self.test, self.clock = [], [], test, time.perf_counter()
+            self.reached = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+            if self.test is not None:  # time-to-quality: test MSE after each epoch
+                clean, noisy = self.test
+                pred = self.model.predict(noisy, batch_size=512, verbose=0)
+                self.mse.append(float(((pred.astype("float64") - clean) ** 2).mean()))
+                if self.reached is None and self.mse[-1] <= TARGET_MSE:
+                    self.reached = time.perf_counter() - self.clock
+
+    return Timer
+
+
+def lab_code(epochs: int, track: bool) -> dict:
+    """The lab's sections 0-8 as written (NumPy arrays, float64 noise, model.fit on arrays).
+    Only the download is replaced: the same uint8 arrays come from the local IDX files."""
+    clock = time.perf_counter()
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.keras import layers, models
+
+    from pipeline import data
+
+    SEED = 123
+    np.random.seed(SEED)
+    tf.random.set_seed(SEED)
+    dataset = data.load(data.locate(None))
+    (x_train, y_train), (x_test, y_test) = (dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels)
+    x_train = x_train.astype("float32") / 255.0
+    x_test = x_test.astype("float32") / 255.0
+    x_train = np.expand_dims(x_train, axis=-1)
+    x_test = np.expand_dims(x_test, axis=-1)
+
+    def add_gaussian_noise(images, mean=0.0, std=0.3):
+        noise = np.random.normal(loc=mean, scale=std, size=images.shape)
+        return np.clip(images + noise, 0.0, 1.0)
+
+    x_train_noisy = add_gaussian_noise(x_train, mean=0.0, std=0.4)
+    x_test_noisy = add_gaussian_noise(x_test, mean=0.0, std=0.4)
+    val_size = int(len(x_train) * 0.1)
+    x_val_clean, x_val_noisy = x_train[:val_size], x_train_noisy[:val_size]
+    x_train_clean, x_train_noisy_sub = x_train[val_size:], x_train_noisy[val_size:]
+    inputs = layers.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(32, (3, 3), activation="relu", padding="same")(inputs)
+    x = layers.MaxPooling2D((2, 2), padding="same")(x)
+    x = layers.Conv2D(64, (3, 3), activation="relu", padding="same")(x)
+    encoded = layers.MaxPooling2D((2, 2), padding="same")(x)
+    x = layers.Conv2D(64, (3, 3), activation="relu", padding="same")(encoded)
+    x = layers.UpSampling2D((2, 2))(x)
+    x = layers.Conv2D(32, (3, 3), activation="relu", padding="same")(x)
+    x = layers.UpSampling2D((2, 2))(x)
+    outputs = layers.Conv2D(1, (3, 3), activation="sigmoid", padding="same")(x)
+    model = models.Model(inputs, outputs)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=1e-3), loss="binary_crossentropy")
+    timer = _epoch_timer()((x_test, x_test_noisy) if track else None)
+    timer.clock = clock
+    model.fit(x_train_noisy_sub, x_train_clean, epochs=epochs, batch_size=256, shuffle=True,
+              validation_data=(x_val_noisy, x_val_clean), verbose=0, callbacks=[timer])  # fmt: skip
+    denoised = model.predict(x_test_noisy, verbose=0)
+    mse = float(np.mean((x_test.reshape(len(x_test), -1) - denoised.reshape(len(denoised), -1)) ** 2))
+    return _result(timer, len(x_train_clean), clock, mse)
+
+
+def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
+    """The pipeline's own path (what the notebook's cells call), without notebook or report."""
+    clock = time.perf_counter()
+    import dataclasses
+
+    from pipeline import compare, data, environment, train
+    from pipeline.config import load_config
+    from pipeline.model import build
+
+    config = load_config(profile)
+    if epochs:
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, epochs=epochs))
+    environment.seed_everything(config.seed)
+    arrays = compare.prepare(config, data.load(data.locate(None)))
+    model = build(config.model.name, config.model.width)
+    import keras
+
+    timer = _epoch_timer()(arrays.test if track else None)
+    timer.clock = clock
+    original_fit = keras.Model.fit
+
+    def fit_with_timer(self, *args, callbacks=None, **kwargs):
+        return original_fit(self, *args, callbacks=[*(callbacks or []), timer], **kwargs)
+
+    keras.Model.fit = fit_with_timer  # time the epochs of train.train's own fit
+    train.train(model, arrays.train, arrays.val, config)
+    clean, noisy = arrays.test
+    denoised = model.predict(noisy, batch_size=256, verbose=0)
+    mse = float(((denoised.astype("float64") - clean) ** 2).mean())
+    return _result(timer, len(arrays.train[0]), clock, mse)
+
+
+def _result(timer, images: int, clock: float, mse: float) -> dict:
+    return {
+        "epoch_seconds": timer.seconds,
+        "images_per_second": images / statistics.median(timer.seconds),
+        "test_mse": mse,
+        "mse_per_epoch": timer.mse,
+        "seconds_to_target": timer.reached,
+        "wall_seconds": time.perf_counter() - clock,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+CHILDREN = {"lab": lab_code, "pipeline": pipeline}
+
+
+def run_child(name: str, **options) -> dict:
+    command = [sys.executable, __file__, "--child", name, "--options", json.dumps(options)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    output = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    if output.returncode:
+        raise SystemExit(f"{name} failed:\n{output.stderr[-3000:]}")
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+# --- the build's stages ---
+
+
+def build_stages(profile: str) -> dict:
+    """Run `dae-report build` twice into a fresh folder: once from scratch, then the cached
+    rebuild (report only). Stage times from run.json; the notebook's sections from the
+    executed notebook's own cell timings."""
+    import nbformat
+
+    from pipeline import notebook as lab_notebook
+
+    out = Path(tempfile.mkdtemp(prefix="dae-bench-"))
+    timings = {}
+    for label in ("build", "rebuild"):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pipeline", "build", "--profile", profile, "--out", str(out)],
+                       check=True, cwd=ROOT, capture_output=True)  # fmt: skip
+        wall = time.perf_counter() - started
+        run = (out / "latest").resolve()
+        record = json.loads((run / "run.json").read_text())
+        timings[label] = {"wall_seconds": wall, "stages": {k: v["seconds"] for k, v in record["stages"].items()}}
+    answer_key = nbformat.read(run / "answer-key.ipynb", as_version=4)
+    titles = lab_notebook.section_titles(answer_key)
+    sections: dict[str, float] = {}
+    for index, cell in enumerate(answer_key.cells):
+        duration = cell.metadata.get("papermill", {}).get("duration")
+        if duration and index in titles:
+            sections[titles[index]] = sections.get(titles[index], 0.0) + duration
+    timings["notebook_sections"] = sections
+    return timings
+
+
+# --- the machine ---
+
+
+def peak_gflops() -> dict:
+    """Single-precision peak: cores × clock × FLOP per cycle (2 FMA units × vector width × 2)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
+    mhz = max((float(line.split(":")[1]) for line in flags.splitlines() if line.startswith("cpu MHz")), default=0.0)
+    cores = os.cpu_count() or 1
+    return {"cores": cores, "mhz": mhz, "fp32_lanes": lanes, "bf16": " avx512_bf16" in flags,
+            "peak_gflops": cores * mhz / 1000 * 2 * lanes * 2}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of one epoch each")
+    parser.add_argument("--profile", default="quick", help="profile of the stage timings")
+    parser.add_argument("--full", action="store_true", help="also time-to-quality (about 30 min)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        print(json.dumps(CHILDREN[arguments.child](**json.loads(arguments.options))))
+        return
+
+    machine = {**peak_gflops(), "cpu": platform.processor() or platform.machine()}
+    results = {"machine": machine, "epochs": {"lab": [], "pipeline": []}}
+    for round_index in range(arguments.rounds):
+        for name in ("lab", "pipeline") if round_index % 2 == 0 else ("pipeline", "lab"):
+            result = run_child(name, epochs=1, track=False)
+            results["epochs"][name].append(result)
+            print(f"round {round_index + 1} {name:>8}: {result['epoch_seconds'][0]:6.1f} s/epoch, "
+                  f"{result['images_per_second']:6.0f} images/s, peak {result['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+    results["stages"] = build_stages(arguments.profile)
+    if arguments.full:
+        results["time_to_quality"] = {
+            "lab": run_child("lab", epochs=20, track=True),
+            "fast": run_child("pipeline", epochs=0, track=True, profile="fast"),
+        }
+    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "bench.json").write_text(json.dumps(results, indent=2))
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    def median(name, key):
+        return statistics.median(r[key] if key != "epoch_seconds" else r[key][0] for r in results["epochs"][name])
+
+    lab_rate, pipe_rate = median("lab", "images_per_second"), median("pipeline", "images_per_second")
+    lab_rss = max(r["peak_rss_bytes"] for r in results["epochs"]["lab"])
+    pipe_rss = max(r["peak_rss_bytes"] for r in results["epochs"]["pipeline"])
+    peak = results["machine"]["peak_gflops"]
+    rows = [
+        ("seconds per epoch (median)", median("lab", "epoch_seconds"), median("pipeline", "epoch_seconds")),
+        ("training images/s (median)", lab_rate, pipe_rate),
+        ("GFLOP/s achieved", lab_rate * MFLOP_PER_IMAGE / 1000, pipe_rate * MFLOP_PER_IMAGE / 1000),
+        ("peak resident memory (GiB)", lab_rss / 2**30, pipe_rss / 2**30),
+    ]
+    print(f"\n{'':32}{'lab code':>12}{'pipeline':>12}{'ratio':>8}")
+    for label, lab, ours in rows:
+        print(f"{label:32}{lab:12.2f}{ours:12.2f}{ours / lab:8.2f}")
+    print(f"(CPU peak {peak:.0f} GFLOP/s fp32: the pipeline reaches {pipe_rate * MFLOP_PER_IMAGE / 1000 / peak:.0%} of it)")
+    stages = results["stages"]
+    print(f"\nbuild, profile stages ({stages['build']['wall_seconds']:.1f} s in all):")
+    for name, seconds in stages["build"]["stages"].items():
+        print(f"  {name:10}{seconds:8.1f} s")
+    for name, seconds in stages["notebook_sections"].items():
+        print(f"    {name[:60]:60}{seconds:8.1f} s")
+    rebuild = stages["rebuild"]["wall_seconds"]
+    print(f"cached rebuild (report only): {rebuild:.1f} s, {rebuild / stages['build']['wall_seconds']:.2f} of a build")
+    if "time_to_quality" in results:
+        lab, fast = results["time_to_quality"]["lab"], results["time_to_quality"]["fast"]
+        print(f"\ntime to test MSE <= {TARGET_MSE}: lab code {lab['seconds_to_target'] or float('nan'):.0f} s "
+              f"(20 epochs: {lab['wall_seconds']:.0f} s, MSE {lab['test_mse']:.4f}); fast {fast['seconds_to_target'] or float('nan'):.0f} s "
+              f"(MSE {fast['test_mse']:.4f}); ratio {(fast['seconds_to_target'] or float('nan')) / lab['wall_seconds']:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
