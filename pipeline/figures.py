@@ -110,7 +110,10 @@ def histograms(
     figure = Figure(figsize=(min(PAGE_WIDTH, 3.3 * len(series) + 1.5), 2.9), layout="constrained")
     axes = figure.subplots(1, len(series), sharey=True, squeeze=False)[0]
     for index, (axis, values) in enumerate(zip(axes, series)):
-        axis.hist(np.ravel(values), bins=bins, color="#3b6ea8", log=log)
+        counts, edges = _histogram(values, bins)
+        axis.stairs(counts, edges, fill=True, color="#3b6ea8")
+        if log:
+            axis.set_yscale("log")
         axis.set_xlabel(text["x"])
         if labels is not None:
             axis.set_title(labels[index], fontsize=9)
@@ -118,6 +121,16 @@ def histograms(
     axes[0].set_ylabel(text["y"])
     axes[0].yaxis.set_major_formatter(THOUSANDS)
     return save(figure, folder, name)
+
+
+def _histogram(values: np.ndarray, bins: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """np.histogram over chunks of images: 47 million pixels never become one float64 array."""
+    values = np.asarray(values)
+    edges = np.histogram_bin_edges(np.array([values.min(), values.max()], dtype=np.float64), bins=bins)
+    counts = np.zeros(bins, dtype=np.int64)
+    for start in range(0, len(values), chunk):
+        counts += np.histogram(values[start : start + chunk], bins=edges)[0]
+    return counts, edges
 
 
 def loss_curves(history: Mapping[str, Sequence[float]], folder: Path, text: Mapping[str, str]) -> Path:
