@@ -133,17 +133,32 @@ def _wait_for(condition, timeout=300):
     raise AssertionError("timed out")
 
 
-def _inject(tmp_path: Path) -> dict:
-    """Make the kernel fail inside a lab cell: a sitecustomize module (loaded by every Python
-    that starts with it on PYTHONPATH) replaces one pipeline function with one that raises."""
+def _shim(tmp_path: Path, code: str) -> dict:
+    """An environment whose Pythons first run `code`: a sitecustomize module, loaded by every
+    Python that starts with it on PYTHONPATH, replaces a function to make a fault happen."""
     shim = tmp_path / "shim"
     shim.mkdir()
-    (shim / "sitecustomize.py").write_text(
-        "import pipeline.evaluate\n"
-        "def broken(*args, **kwargs):\n    raise RuntimeError('injected fault')\n"
-        "pipeline.evaluate.noise_effect = broken\n"
-    )
+    (shim / "sitecustomize.py").write_text(code)
     return {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def _inject(tmp_path: Path) -> dict:
+    """Make the kernel fail inside a lab cell."""
+    return _shim(tmp_path, "import pipeline.evaluate\n"
+                           "def broken(*args, **kwargs):\n    raise RuntimeError('injected fault')\n"
+                           "pipeline.evaluate.noise_effect = broken\n")  # fmt: skip
+
+
+def _stall_pdf(tmp_path: Path, flag: Path) -> dict:
+    """Hold WeasyPrint's layout until the test interrupts it: a PDF takes seconds, too short to
+    hit reliably with a signal. The flag file says the PDF stage is running."""
+    return _shim(tmp_path, "import time, weasyprint\n"
+                           "render = weasyprint.HTML.render\n"
+                           "def stalled(self, *args, **kwargs):\n"
+                           f"    open({str(flag)!r}, 'w').close()\n"
+                           "    time.sleep(120)\n"
+                           "    return render(self, *args, **kwargs)\n"
+                           "weasyprint.HTML.render = stalled\n")  # fmt: skip
 
 
 RUN_FAULTS = ["nan loss", "exception in a notebook cell", "interrupted while training", "interrupted while rendering the PDF"]
@@ -200,13 +215,9 @@ def test_interrupted_pdf_leaves_no_pdf_and_latest_alone(tmp_path):
     first = _build(out)
     assert first.wait(timeout=600) == 0
     latest = (out / "latest").resolve()
-    process = _build(out)  # reuses the notebook: straight to HTML and PDF
-
-    def pdf_started():
-        runs = [p for p in out.glob("2*") if p.resolve() != latest]
-        return runs and "pdf" in json.loads((runs[0] / "run.json").read_text() or "{}").get("stages", {})
-
-    _wait_for(pdf_started)
+    flag = tmp_path / "pdf-started"
+    process = _build(out, env=_stall_pdf(tmp_path, flag))  # reuses the notebook: straight to the PDF
+    _wait_for(flag.exists)
     process.send_signal(signal.SIGINT)
     _, error = process.communicate(timeout=120)
     assert process.returncode == 3 and error.splitlines()[-1] == "dae-report: interrupted"
