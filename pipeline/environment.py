@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from pathlib import Path
@@ -36,6 +37,29 @@ def seed_everything(seed: int) -> None:
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def xla_allowed(jit_compile: bool):
+    """Compile and train with XLA (`jit_compile`) on a CPU, where op determinism would forbid it.
+
+    Keras turns `jit_compile` off whenever TensorFlow's op determinism is on, and TensorFlow's
+    XLA bridge refuses some gradients (MaxPool's) under it, because a GPU has no deterministic
+    XLA kernel for them. XLA's CPU kernels are deterministic (tests/test_train.py trains twice
+    and compares weights), so with no GPU the flag is lifted while Keras compiles and fits, and
+    put back after. On a GPU, or without `jit_compile`, nothing changes.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # no public way to turn it off
+
+    lift = jit_compile and tf_config.is_op_determinism_enabled() and not tf.config.list_physical_devices("GPU")
+    if lift:
+        tf_config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        if lift:
+            tf_config.enable_op_determinism()
 
 
 def cpu_name() -> str:

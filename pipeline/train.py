@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline import artifacts
+from pipeline import artifacts, environment
 from pipeline.config import Config
 from pipeline.model import loss_for
 from pipeline.errors import RunError
@@ -76,12 +76,13 @@ def train(
     rate = settings.learning_rate
     if settings.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=settings.epochs * steps)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=rate),
-        loss=loss_for(config.model.name, settings.loss),
-        metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
-        jit_compile=settings.jit_compile,
-    )
+    with environment.xla_allowed(settings.jit_compile):
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=rate),
+            loss=loss_for(config.model.name, settings.loss),
+            metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
+            jit_compile=settings.jit_compile,
+        )
     record = cache.lookup() if cache is not None else None
     if record is not None:
         model.load_weights(cache.model_path())
@@ -100,16 +101,17 @@ def train(
         echo=False,
     )
     started = time.perf_counter()
-    model.fit(
-        train_noisy,
-        train_clean,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        shuffle=True,
-        validation_data=(val_noisy, val_clean),
-        verbose=0,
-        callbacks=callbacks,
-    )
+    with environment.xla_allowed(settings.jit_compile):
+        model.fit(
+            train_noisy,
+            train_clean,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            validation_data=(val_noisy, val_clean),
+            verbose=0,
+            callbacks=callbacks,
+        )
     history = {**progress.history, "seconds": time.perf_counter() - started}
     losses = history["loss"] + history["val_loss"]
     if len(history["loss"]) < settings.epochs or not np.all(np.isfinite(losses)):
