@@ -25,7 +25,7 @@ from pipeline.progress import format_duration
 
 # The training recipe of each model in a comparison (the lab's model keeps the config's, which
 # is the lab's). Epochs are set so each trains within the lab's CPU time (20 lab epochs),
-# measured on the same machine (README, "Model comparison").
+# measured on the same machine (README, "Beyond the lab").
 RECIPES = {
     "lab": {},
     "residual": {"loss": "mse", "schedule": "cosine", "learning_rate": 2e-3, "batch_size": 128,
