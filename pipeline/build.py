@@ -46,7 +46,7 @@ def build(
     report, then raises QualityRegression (exit code 1).
     """
     stream = stream or sys.stderr
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()  # papermill runs the kernel inside the run folder
     started = datetime.now().astimezone()
     stages = Stages(stream, total=6 if handout else 5)
     baseline = gate.load_baseline(compare_to) if compare_to is not None else None
@@ -193,7 +193,7 @@ def write_handout(folder: Path, config: Config, started: datetime | None = None)
 def handout(*, config: Config, out_dir: Path, stream=None) -> Path:
     """`dae-report handout`: the student handout alone, no training, into `out_dir`."""
     stream = stream or sys.stderr
-    folder = prepare_out_dir(Path(out_dir))
+    folder = prepare_out_dir(Path(out_dir).absolute())
     summary = write_handout(folder, config)
     stream.write(f"handout: {folder} · {summary}\n")
     return folder

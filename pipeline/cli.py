@@ -9,7 +9,8 @@ import traceback
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.config import LANGUAGES, PROFILES, load_config
+from pipeline.config import LANGUAGES, PROFILES, absolute, load_config
+from pipeline.data import DATA_DIR_ENV
 from pipeline.errors import ConfigError, DaeReportError
 
 DEFAULT_OUT = Path("reports")
@@ -86,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow in this process; builds run it in the notebook kernel, which inherits this).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        _resolve_paths(arguments, Path.cwd())
         config = load_config(
-            getattr(arguments, "profile", "full"), arguments.config, _overrides(arguments)
+            getattr(arguments, "profile", "full"),
+            arguments.config,
+            _overrides(arguments),
+            working_dir=Path.cwd(),
         )
         from pipeline import build
 
@@ -129,6 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     return 0
+
+
+def _resolve_paths(arguments, working_dir: Path) -> None:
+    """Every path the user gave, or that defaults to a relative one, made absolute against the
+    folder the command was typed in: papermill runs the kernel inside the run folder, where a
+    relative path would point somewhere else. `$DAE_DATA_DIR` counts as the user's --data-dir."""
+    if getattr(arguments, "data_dir", None) is None and os.environ.get(DATA_DIR_ENV):
+        arguments.data_dir = Path(os.environ[DATA_DIR_ENV])
+    for name in ("out", "data_dir", "config", "compare_to"):
+        value = getattr(arguments, name, None)
+        if value is not None:
+            setattr(arguments, name, absolute(value, working_dir))
 
 
 def _models(text: str) -> list[str]:

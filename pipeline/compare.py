@@ -89,6 +89,7 @@ def compare_models(
     from pipeline.model import describe, loss_for
 
     stream = stream or sys.stderr
+    out_dir = Path(out_dir).absolute()
     started = datetime.now().astimezone()
     entries = [(name, None) for name in models] + ([(models[0], std_range)] if std_range else [])
     stages = Stages(stream, total=len(entries) + 3)
@@ -96,7 +97,7 @@ def compare_models(
         folder = data.locate(data_dir)
         dataset = data.load(folder)
         stage.detail = f"{folder} (verified)"
-    run_dir = create_run_dir(Path(out_dir), started, "compare")
+    run_dir = create_run_dir(out_dir, started, "compare")
     record = RunRecord(run_dir, config, started, stages)
     artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
     _ = i18n.gettext(config.report.lang)
@@ -111,7 +112,7 @@ def compare_models(
                 keras.utils.set_random_seed(settings.seed)
                 model = build_model(settings.model.name, settings.model.width)
                 model_cache = cache.ModelCache(
-                    Path(out_dir) / cache.CACHE_DIR,
+                    out_dir / cache.CACHE_DIR,
                     cache.training_inputs(settings.to_dict(), arrays.digests),
                     run_dir.name,
                 )

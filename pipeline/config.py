@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -159,23 +160,57 @@ def load_config(
     profile: str = "full",
     config_file: str | Path | None = None,
     overrides: typing.Iterable[str] = (),
+    working_dir: Path | None = None,
 ) -> Config:
-    """Resolve the run's config: defaults, then the profile, the TOML file, the --set overrides."""
+    """Resolve the run's config: defaults, then the profile, the TOML file, the --set overrides.
+
+    A relative file setting (report.logo) is relative to the TOML file that names it, or, given
+    with --set, to `working_dir` (the folder the command was typed in; default: the current one).
+    The resolved config holds absolute paths only.
+    """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile '{profile}' (choose one of: {', '.join(PROFILES)})")
+    working_dir = Path.cwd() if working_dir is None else working_dir
     values: dict[str, Any] = {}
     _merge(values, PROFILES[profile])
     if config_file is not None:
-        _merge(values, _read_toml(Path(config_file)))
+        config_file = absolute(config_file, working_dir)
+        _merge(values, _files_relative_to(_read_toml(config_file), config_file.parent))
     for item in overrides:
         key, value = _parse_override(item)
         for part in reversed(key.split(".")):  # quality.max_regression.psnr_db=0.5 nests
             value = {part: value}
-        _merge(values, value)
+        _merge(values, _files_relative_to(value, working_dir))
     if values.get("profile", profile) != profile:
         raise ConfigError("the profile is chosen with --profile, not in the config file or --set")
     values["profile"] = profile
     return _build(Config, values, prefix="")
+
+
+def absolute(path: str | Path, base: Path) -> Path:
+    """`path` (with ~ expanded) made absolute against `base`, without following links."""
+    return Path(os.path.normpath(base / Path(path).expanduser()))
+
+
+def _file_keys(cls: type | None = None, prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
+    """The keys of the settings that name a local file, e.g. ("report", "logo")."""
+    hints = typing.get_type_hints(cls or Config)
+    for item in dataclasses.fields(cls or Config):
+        if dataclasses.is_dataclass(hints[item.name]):
+            yield from _file_keys(hints[item.name], (*prefix, item.name))
+        elif "file" in item.metadata:
+            yield (*prefix, item.name)
+
+
+def _files_relative_to(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """`values` with each relative file setting made absolute against `base` (in place)."""
+    for *sections, name in _file_keys():
+        table = values
+        for section in sections:
+            table = table.get(section) if isinstance(table, dict) else None
+        if isinstance(table, dict) and isinstance(table.get(name), str) and table[name].strip():
+            table[name] = str(absolute(table[name], base))
+    return values
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -277,13 +312,13 @@ def _check_value(key: str, value: Any, hint: Any, limits: Mapping[str, Any]) -> 
 
 
 def _check_file(key: str, value: str, suffixes: tuple[str, ...]) -> str:
-    """A local file of one of `suffixes`, as an absolute path (the run may change folder)."""
-    path = Path(value).expanduser()
+    """A local file of one of `suffixes`, already absolute (load_config makes it so)."""
+    path = Path(value)
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"{key} = {value!r} must be a {', '.join(suffixes)} file")
-    if not path.is_file():
+    if not path.is_absolute() or not path.is_file():
         raise ConfigError(f"{key}: file not found: {value}")
-    return str(path.resolve())
+    return str(path)
 
 
 def _check_pair(key: str, value: Any, limits: Mapping[str, Any]) -> tuple[float, float]:

@@ -83,5 +83,7 @@ def load_baseline(reference: str | Path) -> tuple[dict, str]:
         raise ConfigError(f"--compare-to {reference}: no metrics.json there") from None
     except (ValueError, KeyError, IndexError, TypeError):
         raise ConfigError(f"--compare-to {reference}: not a dae-report metrics.json") from None
-    name = metrics_path.parent.name if path.is_dir() or metrics_path.name == artifacts.METRICS else str(path)
+    # reports/latest is named by the run it points at: "latest" changes meaning with every build
+    run_dir = metrics_path.resolve().parent
+    name = run_dir.name if path.is_dir() or metrics_path.name == artifacts.METRICS else str(path)
     return metrics, name

@@ -24,7 +24,8 @@ def test_build_gets_the_resolved_config_and_paths(build_calls, tmp_path):
     (call,) = build_calls
     assert call["config"].profile == "quick"
     assert call["config"].noise.std == 0.3 and call["config"].seed == 9
-    assert call["data_dir"] == Path("data") and call["out_dir"] == tmp_path
+    # relative paths reach the library absolute, against the folder the command ran in
+    assert call["data_dir"] == Path.cwd() / "data" and call["out_dir"] == tmp_path
     assert call["handout"] is False
 
 
@@ -46,7 +47,7 @@ def test_handout_command(monkeypatch, tmp_path):
 def test_defaults(build_calls):
     assert cli.main(["build"]) == 0
     (call,) = build_calls
-    assert call["config"].profile == "full" and call["out_dir"] == Path("reports")
+    assert call["config"].profile == "full" and call["out_dir"] == Path.cwd() / "reports"
     assert call["data_dir"] is None
 
 
