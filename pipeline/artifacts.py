@@ -6,11 +6,15 @@ import json
 import math
 import os
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-TEMPLATES_DIR = PACKAGE_DIR.parent / "templates"
+# The package data `pipeline.templates`: the repository's templates/ folder (pyproject.toml maps
+# it), pipeline/templates/ in a wheel. Jinja2, WeasyPrint and papermill need a real folder, which
+# an installed package is.
+TEMPLATES_DIR = Path(str(resources.files("pipeline.templates"))).resolve()
 LAB_NOTEBOOK = TEMPLATES_DIR / "lab.ipynb"
 
 # Inside reports/<run-id>/
