@@ -1,19 +1,60 @@
-"""The scheduled-regeneration workflow is a valid GitHub Actions workflow that does its job."""
+"""The scheduled-regeneration workflow is a valid GitHub Actions workflow that does its job,
+and passes zizmor's security audit."""
 
-import shutil
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-WORKFLOW = Path(__file__).parent.parent / ".github" / "workflows" / "report.yml"
+ROOT = Path(__file__).parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "report.yml"
+README = ROOT / "README.md"
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def build_step(workflow_path: Path) -> tuple[str, dict]:
+    """The workflow's build step (id `build`): its `run` script and its `env` mapping.
+
+    The env values are the workflow's own strings (GitHub expressions included), so a caller
+    that runs the script locally decides what each one stands for."""
+    steps = _load(Path(workflow_path))["jobs"]["report"]["steps"]
+    matches = [step for step in steps if step.get("id") == "build"]
+    assert len(matches) == 1, f"expected one step with id 'build', found {len(matches)}"
+    step = matches[0]
+    return step["run"], dict(step.get("env") or {})
 
 
 def _validate(path: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)]
-    return subprocess.run(command, capture_output=True, text=True)
+    schema = ["--builtin-schema", "vendor.github-workflows"]
+    command = [sys.executable, "-m", "check_jsonschema", *schema, str(path)]
+    return subprocess.run(command, capture_output=True, text=True, encoding="utf-8")
+
+
+def _zizmor(path: Path) -> tuple[int, list[dict], str]:
+    """zizmor --offline on one workflow file: exit code, findings (its JSON output), stderr."""
+    # zizmor is a Rust binary that pip installs beside the interpreter; it has no `python -m`.
+    executable = Path(sys.executable).parent / "zizmor"
+    command = [str(executable), "--offline", "--no-progress", "--format", "json", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8")
+    findings = json.loads(result.stdout) if result.stdout.strip() else []
+    return result.returncode, findings, result.stderr
+
+
+def _describe(findings: list[dict]) -> str:
+    return "\n".join(
+        f"{finding['ident']} ({finding['determinations']['severity']}): {finding['desc']} at "
+        + ", ".join(
+            f"line {location['concrete']['location']['start_point']['row'] + 1}"
+            for location in finding["locations"]
+        )
+        for finding in findings
+    )
 
 
 def test_workflow_matches_the_github_schema():
@@ -22,21 +63,78 @@ def test_workflow_matches_the_github_schema():
 
 
 def test_the_schema_check_can_fail(tmp_path):
-    broken = yaml.safe_load(WORKFLOW.read_text())
+    broken = _load(WORKFLOW)
     del broken["jobs"]["report"]["runs-on"]
     path = tmp_path / "broken.yml"
-    path.write_text(yaml.safe_dump(broken))
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
     assert _validate(path).returncode != 0
 
 
-def test_workflow_runs_on_schedule_installs_with_the_readme_command_and_gates():
-    workflow = yaml.safe_load(WORKFLOW.read_text())
+def test_workflow_passes_the_zizmor_audit():
+    code, findings, stderr = _zizmor(WORKFLOW)
+    assert findings == [], _describe(findings)
+    assert code == 0, stderr
+
+
+def test_the_zizmor_audit_can_fail(tmp_path):
+    text = WORKFLOW.read_text(encoding="utf-8")
+    text, pins = re.subn(r"actions/checkout@[0-9a-f]{40}[^\n]*", "actions/checkout@v4", text)
+    assert pins == 1
+    # zizmor knows a `choice` input can only be one of its options, so `inputs.profile` inside
+    # run: passes on its own; a step output there is a template injection.
+    text = text.replace('PROFILE="$PROFILE"', 'PROFILE="${{ inputs.profile }}"')
+    text = text.replace('exit "$CODE"', "exit ${{ steps.build.outputs.code }}")
+    assert "${{ inputs.profile }}" in text and "exit ${{ steps.build.outputs.code }}" in text
+    path = tmp_path / ".github" / "workflows" / "report.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    code, findings, stderr = _zizmor(path)
+    assert code != 0, stderr
+    rules = {finding["ident"] for finding in findings}
+    assert {"unpinned-uses", "template-injection"} <= rules, _describe(findings)
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version_noted():
+    text = WORKFLOW.read_text(encoding="utf-8")
+    uses = re.findall(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", text, re.M)
+    assert len(uses) == 4
+    for ref, comment in uses:
+        assert re.fullmatch(r"actions/[\w-]+@[0-9a-f]{40}", ref), ref
+        assert re.fullmatch(r"\s*#\s*v\d+\.\d+\.\d+", comment), (ref, comment)
+
+
+def _readme_quick_start_commands() -> list[str]:
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("\n## Quick start", 1)
+    assert len(section) == 2, "README has no '## Quick start' section"
+    block = re.search(r"^```sh\n(.*?)^```", section[1], re.M | re.S)
+    assert block, "no ```sh block after '## Quick start'"
+    lines = (line.split("#", 1)[0].strip() for line in block.group(1).splitlines())
+    return [line for line in lines if line]
+
+
+def test_workflow_runs_on_schedule_builds_with_the_readme_command_and_gates():
+    workflow = _load(WORKFLOW)
     triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as True
     assert "schedule" in triggers and "workflow_dispatch" in triggers
+    assert triggers["workflow_dispatch"]["inputs"]["profile"]["default"] == "full"
+
+    assert _readme_quick_start_commands() == ["make report", "make test"]
+
+    script, env = build_step(WORKFLOW)
+    commands = [line.strip() for line in script.splitlines()]
+    assert 'make report PROFILE="$PROFILE"' in commands, script
+    expression = r"\$\{\{\s*inputs\.profile\s*\|\|\s*'(\w+)'\s*\}\}"
+    default = re.fullmatch(expression, env.get("PROFILE", ""))
+    assert default and default.group(1) == "full", env
+    assert "${{" not in script  # expressions reach the script only through env
+
     steps = workflow["jobs"]["report"]["steps"]
-    script = "\n".join(step.get("run", "") for step in steps)
-    assert "make report" in script  # the README's own command
-    assert any(step.get("uses", "").startswith("actions/upload-artifact") for step in steps)
-    assert "exit ${{ steps.build.outputs.code }}" in script
-    readme = (WORKFLOW.parents[2] / "README.md").read_text()
-    assert "make report" in readme
+    action = {step["uses"].split("@")[0]: step for step in steps if "uses" in step}
+    assert action["actions/checkout"]["with"]["persist-credentials"] is False
+    upload = action["actions/upload-artifact"]
+    assert upload["with"]["path"] == "${{ steps.build.outputs.run }}"
+    gate = steps[-1]
+    assert gate["if"] == "steps.build.outputs.code != '0'"
+    assert gate["env"] == {"CODE": "${{ steps.build.outputs.code }}"}
+    assert 'exit "$CODE"' in gate["run"]
