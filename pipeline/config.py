@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipeline import artifacts, logo
 from pipeline.errors import ConfigError
 
 
@@ -213,16 +214,21 @@ def _files_relative_to(values: dict[str, Any], base: Path) -> dict[str, Any]:
     return values
 
 
+CONFIG_MAX_BYTES = 2**20  # a settings file is a few hundred bytes; a megabyte is not one
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
+        content = artifacts.read_regular(path, "config file", ConfigError, CONFIG_MAX_BYTES)
+        return tomllib.loads(content.decode("utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file is a directory: {path}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply") from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
 
@@ -238,6 +244,8 @@ def _parse_override(item: str) -> tuple[str, Any]:
         return key, tomllib.loads(f"value = {raw.strip()}")["value"]
     except tomllib.TOMLDecodeError:
         return key, raw.strip()
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value nests arrays or tables too deeply") from None
 
 
 def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
@@ -312,12 +320,14 @@ def _check_value(key: str, value: Any, hint: Any, limits: Mapping[str, Any]) -> 
 
 
 def _check_file(key: str, value: str, suffixes: tuple[str, ...]) -> str:
-    """A local file of one of `suffixes`, already absolute (load_config makes it so)."""
+    """A local image of one of `suffixes`, already absolute (load_config makes it so), parsed
+    now: a logo that cannot be shown fails before any work, not after the training."""
     path = Path(value)
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"{key} = {value!r} must be a {', '.join(suffixes)} file")
-    if not path.is_absolute() or not path.is_file():
+    if not path.is_absolute():
         raise ConfigError(f"{key}: file not found: {value}")
+    logo.read(path, key)
     return str(path)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import struct
 import zlib
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import artifacts
 from pipeline.errors import ConfigError, DataError
 
 CLASS_NAMES = (
@@ -120,38 +122,75 @@ def load(folder: str | Path) -> Dataset:
 
 
 def read_idx(path: Path) -> tuple[np.ndarray, str]:
-    """Decode one gzipped IDX file: (array of uint8, SHA-256 of the decompressed bytes)."""
+    """Decode one gzipped IDX file: (array of uint8, SHA-256 of the decompressed bytes).
+
+    No read goes past what the file may hold: it must be a regular file no larger than the
+    published one stored uncompressed, and its stream is decompressed no further than its
+    header says it goes, that header no further than the published file's size. A gzip bomb or
+    /dev/zero stops at the first byte too many, in constant memory."""
+    largest = _published_size(path.name)
+    # Stored (uncompressed) deflate blocks add 5 bytes per 64 KiB; the gzip header, a file name.
+    stored = largest + largest // 100 + 4096
     try:
-        raw = gzip.decompress(path.read_bytes())
+        with artifacts.open_regular(path, "data file", DataError, stored) as file:
+            with gzip.GzipFile(fileobj=file) as stream:
+                raw, header_size, dims = _decompress_idx(stream, path, largest)
     except FileNotFoundError:
         raise DataError(f"{path} is missing; {HOW_TO_GET}") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory, expected a gzipped IDX file") from None
     except PermissionError:
         raise DataError(f"{path} cannot be read (permission denied)") from None
     except EOFError:
         raise DataError(f"{path} is truncated (the gzip stream ends early); {_replace(path)}") from None
     except (gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path} is not a valid gzip file ({error}); {_replace(path)}") from None
+    except OSError as error:
+        reason = error.strerror or error
+        raise DataError(f"{path} cannot be read ({reason}); {_replace(path)}") from None
+    array = np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
+    return array, hashlib.sha256(raw).hexdigest()
+
+
+def _decompress_idx(stream, path: Path, largest: int) -> tuple[bytes, int, tuple[int, ...]]:
+    """The IDX bytes of `stream`: (header and items, header size, dimensions). The header is
+    read first; then as many bytes as it announces, and one more to tell a longer stream."""
+    raw = stream.read(4)
     if len(raw) < 4:
         raise DataError(f"{path} is empty or too short to be an IDX file; {_replace(path)}")
-    magic, ndim = struct.unpack(">I", raw[:4])[0], raw[3]
+    magic, ndim = struct.unpack(">I", raw)[0], raw[3]
     if magic not in (IMAGE_MAGIC, LABEL_MAGIC):
         raise DataError(
             f"{path} has IDX magic number 0x{magic:08x}, expected 0x{IMAGE_MAGIC:08x} (images) "
             f"or 0x{LABEL_MAGIC:08x} (labels); {_replace(path)}"
         )
     header_size = 4 + 4 * ndim
+    raw += stream.read(header_size - 4)
     if len(raw) < header_size:
         raise DataError(f"{path} is too short for its IDX header; {_replace(path)}")
     dims = struct.unpack(f">{ndim}I", raw[4:header_size])
-    expected = header_size + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
+    expected = header_size + math.prod(dims)  # Python integers: no overflow for any header
+    if expected > largest:
+        raise DataError(
+            f"{path}: its IDX header {dims} needs {expected} bytes, more than the published "
+            f"file's {largest}; {_replace(path)}"
+        )
+    raw += stream.read(expected - header_size + 1)
+    if len(raw) > expected:
+        raise DataError(
+            f"{path} holds more than the {expected} bytes its header {dims} needs (read no "
+            f"further); {_replace(path)}"
+        )
+    if len(raw) < expected:
         raise DataError(
             f"{path} holds {len(raw)} bytes but its header {dims} needs {expected}; {_replace(path)}"
         )
-    array = np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
-    return array, hashlib.sha256(raw).hexdigest()
+    return raw, header_size, dims
+
+
+def _published_size(name: str) -> int:
+    """The decompressed size of the published file `name` (header and items): the largest
+    any copy we accept can be."""
+    count = max(DIGESTS[name])
+    return 16 + count * IMAGE_SIZE[0] * IMAGE_SIZE[1] if "images" in name else 8 + count
 
 
 def to_unit_float(images: np.ndarray) -> np.ndarray:
@@ -173,13 +212,36 @@ def limit(images: np.ndarray, labels: np.ndarray, count: int | None, what: str):
 def split_validation(clean: np.ndarray, noisy: np.ndarray, val_fraction: float):
     """Lab §4: the first `val_fraction` of the training set is validation. Returns views,
     not copies: ((train_clean, train_noisy), (val_clean, val_noisy))."""
-    val_size = int(len(clean) * val_fraction)
-    if val_size == 0 or val_size == len(clean):
-        raise ConfigError(
-            f"split.val_fraction = {val_fraction} leaves {val_size} of {len(clean)} images "
-            "for validation; both splits need at least one image"
-        )
+    val_size = validation_size(len(clean), val_fraction)
     return (clean[val_size:], noisy[val_size:]), (clean[:val_size], noisy[:val_size])
+
+
+def validation_size(train_count: int, val_fraction: float) -> int:
+    """How many of `train_count` images are validation; both splits need at least one."""
+    val_size = int(train_count * val_fraction)
+    if val_size == 0 or val_size == train_count:
+        raise ConfigError(
+            f"split.val_fraction = {val_fraction} leaves {val_size} of {train_count} training "
+            "images for validation; both splits need at least one image (raise "
+            "data.train_limit or change split.val_fraction)"
+        )
+    return val_size
+
+
+def require_every_class(labels: np.ndarray, count: int | None, what: str) -> None:
+    """The report evaluates each of the ten classes: a limit whose first `count` of `labels`
+    leave one out is bad input, named with the smallest limit that keeps them all."""
+    kept = labels if count is None else labels[:count]
+    missing = [name for label, name in enumerate(CLASS_NAMES) if not np.any(kept == label)]
+    if not missing:
+        return
+    firsts = [np.flatnonzero(labels == label)[:1] for label in range(len(CLASS_NAMES))]
+    enough = max(int(first[0]) + 1 for first in firsts) if all(f.size for f in firsts) else None
+    raise ConfigError(
+        f"data.{what}_limit = {len(kept)} leaves no {what} image of {', '.join(missing)}; the "
+        "report evaluates every class"
+        + (f" (the first {enough} {what} images hold all ten)" if enough else "")
+    )
 
 
 def _key(name: str) -> str:

@@ -18,7 +18,7 @@ import markupsafe
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 
-from pipeline import artifacts, i18n
+from pipeline import artifacts, i18n, logo
 from pipeline.progress import format_duration
 
 
@@ -71,24 +71,11 @@ def data_uri(path: Path) -> str:
     return f"data:{media};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
-
-
 def logo_uri(path: Path) -> str:
-    """The logo as a data URI, if the file really is a PNG, JPEG or SVG image. An SVG's own
-    references are then fetched (or refused) by the confined fetcher like anything else."""
-    from pipeline.errors import ConfigError
-
-    try:
-        head = path.read_bytes()[:512]
-    except OSError as error:
-        raise ConfigError(f"report.logo: cannot read {path}: {error.strerror}") from None
-    media = next((kind for magic, kind in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
-    if media is None and b"<svg" in head:
-        media = "image/svg+xml"
-    if media is None:
-        raise ConfigError(f"report.logo: {path} is not a PNG, JPEG or SVG image")
-    return f"data:{media};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    """The logo as a data URI, checked again as the config checked it (pipeline.logo: the file
+    may have changed since). An SVG's own references are then fetched (or refused) by the
+    confined fetcher like anything else."""
+    return logo.data_uri(path)
 
 
 def course(config: dict, started: datetime) -> dict:

@@ -122,7 +122,7 @@ def test_split_takes_the_first_fraction_as_validation_without_copying():
 
 
 def test_split_needs_both_sides():
-    with pytest.raises(ConfigError, match="leaves 0 of 5 images"):
+    with pytest.raises(ConfigError, match="leaves 0 of 5 training images"):
         data.split_validation(np.zeros(5), np.zeros(5), 0.1)
 
 
@@ -131,3 +131,25 @@ def test_limit_larger_than_data_is_bad_input():
     assert len(data.limit(images, labels, 4, "train")[0]) == 4
     with pytest.raises(ConfigError, match="data.train_limit = 11 but the train set has 10 images"):
         data.limit(images, labels, 11, "train")
+
+
+@pytest.mark.parametrize("count, missing", [(1, "Trouser"), (10, "Dress"), (19, "T-shirt"), (20, None), (None, None)])
+def test_a_test_limit_must_keep_every_class(count, missing):
+    labels = data.load(SUBSET_DIR).test_labels  # the first 20 test images hold all ten classes
+    if count is not None and count < 20:
+        with pytest.raises(ConfigError, match=rf"data.test_limit = {count} leaves no test image of .*{missing}.*"
+                           r"the report evaluates every class \(the first 20 test images hold all ten\)"):  # fmt: skip
+            data.require_every_class(labels, count, "test")
+    else:
+        data.require_every_class(labels, count, "test")
+
+
+@pytest.mark.parametrize("count, fraction, size", [(10, 0.1, 1), (100, 0.1, 10), (3, 0.5, 1)])
+def test_validation_size(count, fraction, size):
+    assert data.validation_size(count, fraction) == size
+
+
+@pytest.mark.parametrize("count, fraction", [(9, 0.1), (1, 0.5), (2, 0.4)])
+def test_a_split_with_an_empty_side_is_bad_input(count, fraction):
+    with pytest.raises(ConfigError, match="both splits need at least one image"):
+        data.validation_size(count, fraction)

@@ -7,17 +7,21 @@ import errno
 import gzip
 import json
 import os
+import resource
+import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 
 from pipeline import cli
-from tests.conftest import SUBSET_DIR
+from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR, TESTS_DIR
 
 
 def _rewrite(path, transform):
@@ -36,6 +40,98 @@ def _write(name, text):
     def setup(case):
         (case.tmp / name).mkdir() if text is None else (case.tmp / name).write_text(text)
     return setup
+
+
+def _write_bytes(name, content):
+    return lambda case: (case.tmp / name).write_bytes(content)
+
+
+def _socket(name):
+    """A Unix socket where a file should be: opening one fails, stat says what it is."""
+    def setup(case):
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(case.tmp / name))  # the socket file stays after close
+    return setup
+
+
+def _fifo(name):
+    """A named pipe where a file should be: opening it for reading blocks until a writer comes."""
+    def setup(case):
+        (case.tmp / name).unlink(missing_ok=True)
+        os.mkfifo(case.tmp / name)
+    return setup
+
+
+def _link(name, target):
+    def setup(case):
+        (case.tmp / name).unlink(missing_ok=True)
+        (case.tmp / name).symlink_to(target)
+    return setup
+
+
+def _baseline(text):
+    """--compare-to {tmp}/baseline.json holding `text`."""
+    return lambda case: (case.tmp / "baseline.json").write_text(text)
+
+
+def _metric(path, raw):
+    """A real metrics.json whose value at `path` is the JSON text `raw` (NaN, 400 digits...)."""
+    metrics = json.loads((RUN_SAMPLE_DIR / "metrics.json").read_text())
+    table = metrics
+    for key in path[:-1]:
+        table = table[key]
+    table[path[-1]] = "@@raw@@"
+    return _baseline(json.dumps(metrics, indent=2).replace('"@@raw@@"', raw))
+
+
+MSE, PSNR, SSIM = ("evaluation", "mse", "mean"), ("evaluation", "psnr_of_mean_mse"), ("evaluation", "ssim", "mean")
+VAL_LOSS = ("training", "val_loss")
+DEEP = 100_000
+
+
+def _png(body: bytes | None = None, cut: int | None = None) -> bytes:
+    """tests/data/pixel.png, cut short, or with its IDAT chunk's data replaced by `body` and
+    the chunk's CRC recomputed: every checksum holds, but the pixels do not decode."""
+    png = (TESTS_DIR / "data" / "pixel.png").read_bytes()
+    if cut is not None:
+        return png[:cut]
+    start = png.index(b"IDAT") - 4
+    (length,) = struct.unpack(">I", png[start : start + 4])
+    chunk = b"IDAT" + body
+    rebuilt = struct.pack(">I", len(body)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return png[:start] + rebuilt + png[start + 12 + length :]
+
+
+LAUGHS = (
+    '<?xml version="1.0"?>\n<!DOCTYPE svg [\n<!ENTITY lol "lol">\n'
+    + "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10 if n > 1 else "&lol;" * 10}">\n' for n in range(1, 10))
+    + ']>\n<svg xmlns="http://www.w3.org/2000/svg"><text>&lol9;</text></svg>\n'
+)
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>\n'
+
+
+def _images_header(count: int, body: bytes = b"") -> bytes:
+    return gzip.compress(struct.pack(">IIII", 0x00000803, count, 28, 28) + body)
+
+
+def _gzip_bomb(path: Path, gigabytes: int = 2) -> None:
+    """A valid gzip file of an IDX header for 4 000 images followed by `gigabytes` GB of zeros,
+    about 1 MB per GB, written in 2 s: one megabyte of zeros deflated after a full flush (no
+    reference to earlier data) is the same block every time, so it is repeated, not recompressed."""
+    header, zeros = struct.pack(">IIII", 0x00000803, 4000, 28, 28), bytes(2**20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = deflate.compress(header) + deflate.flush(zlib.Z_FULL_FLUSH)
+    block = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    assert deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH) == block
+    blocks, crc = 1024 * gigabytes, zlib.crc32(header)
+    for _ in range(blocks):
+        crc = zlib.crc32(zeros, crc)
+    with path.open("wb") as file:
+        file.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + head)  # gzip header: deflate, no name
+        for _ in range(blocks):
+            file.write(block)
+        file.write(deflate.flush())  # the final, empty block
+        file.write(struct.pack("<II", crc, (len(header) + blocks * len(zeros)) % 2**32))
 
 
 # (case, extra arguments, setup, exit code, message). {tmp} and {data} are filled in.
@@ -75,6 +171,32 @@ CASES = [
     ("--out is a file", ["--out", "{tmp}/out-file"], _write("out-file", ""), 2, "is a file, not a folder"),
     ("--out not writable", [], lambda case: case.patch("pipeline.build._writable", lambda folder: False), 2, "is not writable"),
     ("disk full", [], lambda case: case.patch("pipeline.artifacts.open", _disk_full, raising=False), 2, "No space left on device"),
+    # not a regular file (a FIFO blocks the reader: those cases are subprocesses, HOSTILE_FILES)
+    ("--config is a socket", ["--config", "{tmp}/socket.toml"], _socket("socket.toml"), 2, "config file is a socket, not a regular file: "),
+    ("logo is a folder", ["--set", "report.logo={tmp}/logo.png"], _write("logo.png", None), 2, "report.logo is a directory, not a regular file: "),
+    ("--compare-to is a socket", ["--compare-to", "{tmp}/socket.json"], _socket("socket.json"), 2, "--compare-to is a socket, not a regular file: "),
+    ("data file is a folder", [], _data(lambda d: ((d / IMAGES).unlink(), (d / IMAGES).mkdir())), 2, "data file is a directory, not a regular file: "),
+    ("data file is /dev/null", [], _link(f"data/{IMAGES}", "/dev/null"), 2, "data file is a character device, not a regular file: "),
+    # hostile --compare-to: checked in full before any work
+    ("--compare-to: a string metric", ["--compare-to", "{tmp}/baseline.json"], _metric(MSE, '"0.0118"'), 2, 'not a dae-report metrics.json ($.evaluation.mse.mean must be a finite number, got "0.0118")'),
+    ("--compare-to: a boolean metric", ["--compare-to", "{tmp}/baseline.json"], _metric(SSIM, "true"), 2, "($.evaluation.ssim.mean must be a finite number, got true)"),
+    ("--compare-to: NaN", ["--compare-to", "{tmp}/baseline.json"], _metric(PSNR, "NaN"), 2, "not a dae-report metrics.json (it holds NaN, not a finite number)"),
+    ("--compare-to: -Infinity", ["--compare-to", "{tmp}/baseline.json"], _metric(SSIM, "-Infinity"), 2, "(it holds -Infinity, not a finite number)"),
+    ("--compare-to: 1e400, infinite as a float", ["--compare-to", "{tmp}/baseline.json"], _metric(PSNR, "1e400"), 2, "($.evaluation.psnr_of_mean_mse must be a finite number, got Infinity)"),
+    ("--compare-to: a 400-digit integer", ["--compare-to", "{tmp}/baseline.json"], _metric(MSE, "1" + "0" * 400), 2, "($.evaluation.mse.mean must be a finite number, got 1000000000"),
+    ("--compare-to: 100 000-deep nesting", ["--compare-to", "{tmp}/baseline.json"], _metric(MSE, "[" * DEEP + "]" * DEEP), 2, "not a dae-report metrics.json (nested too deeply)"),
+    ("--compare-to: a JSON array", ["--compare-to", "{tmp}/baseline.json"], _baseline("[1, 2, 3]"), 2, "not a dae-report metrics.json ($ must be a JSON object, got [1, 2, 3])"),
+    ("--compare-to: no val_loss history", ["--compare-to", "{tmp}/baseline.json"], _metric(VAL_LOSS, "[]"), 2, "($.training.val_loss must be a non-empty list of finite numbers, got [])"),
+    ("--compare-to: 17 MB", ["--compare-to", "{tmp}/baseline.json"], _baseline(" " * 17_000_000 + "{}"), 2, "--compare-to is larger than 16 MiB: "),
+    # the logo, parsed when the config is loaded
+    ("logo: 0-byte PNG", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", b""), 2, "logo.png is empty, not a PNG, JPEG or SVG image"),
+    ("logo: truncated PNG", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", _png(cut=45)), 2, "logo.png is a damaged PNG image ("),
+    ("logo: PNG whose pixels do not decode", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", _png(body=b"\x78\x9c" + b"\xff" * 12)), 2, "logo.png is a damaged PNG image ("),
+    ("logo: SVG with entities (billion laughs)", ["--set", "report.logo={tmp}/logo.svg"], _write("logo.svg", LAUGHS), 2, "logo.svg has a DOCTYPE (DTDs and entities are refused in a logo)"),
+    ("logo: SVG that is not well-formed", ["--set", "report.logo={tmp}/logo.svg"], _write("logo.svg", SVG.replace("/>", ">")), 2, "logo.svg is not well-formed XML (no element found, line 2)"),
+    ("logo: an HTML page named .svg", ["--set", "report.logo={tmp}/logo.svg"], _write("logo.svg", "<html><body><svg/></body></html>"), 2, "logo.svg is XML but not SVG (its root element is <html>)"),
+    # reads bounded by the published sizes (the endless ones are subprocesses, HOSTILE_FILES)
+    ("IDX header claims 2^31 images", [], _data(lambda d: (d / IMAGES).write_bytes(_images_header(2**31, bytes(1000)))), 2, "its IDX header (2147483648, 28, 28) needs 1683627180048 bytes, more than the published file's 47040016"),
 ]
 
 
@@ -82,19 +204,30 @@ def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+# Every case fails before any training; should one regress, the run it starts is a small one.
+TINY = [
+    "--profile", "quick",
+    "--set", "data.train_limit=600", "--set", "data.test_limit=200", "--set", "training.epochs=1",
+    "--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false",
+]  # fmt: skip
+
+
 class Case:
-    def __init__(self, tmp: Path, monkeypatch):
-        self.tmp, self.data, self.out, self.patch = tmp, tmp / "data", tmp / "reports", monkeypatch.setattr
+    def __init__(self, tmp: Path, monkeypatch=None):
+        self.tmp, self.data, self.out = tmp, tmp / "data", tmp / "reports"
+        self.patch = monkeypatch.setattr if monkeypatch else None
 
     def argv(self, extra):
-        base = ["build", "--profile", "quick", "--data-dir", str(self.data), "--out", str(self.out)]
+        base = ["build", *TINY, "--data-dir", str(self.data), "--out", str(self.out)]
         return base + [arg.format(tmp=self.tmp, data=self.data) for arg in extra]
+
+
+# The output folder is checked when the run folder is made, after the data stage said its line.
+AFTER_THE_DATA_STAGE = {"--out is a file", "--out not writable", "disk full"}
 
 
 @pytest.mark.parametrize("name, extra, setup, code, message", CASES, ids=[case[0] for case in CASES])
 def test_bad_input_is_one_line_and_leaves_nothing_finished(tmp_path, monkeypatch, capsys, name, extra, setup, code, message):
-    import shutil
-
     shutil.copytree(SUBSET_DIR, tmp_path / "data")
     case = Case(tmp_path, monkeypatch)
     if setup:
@@ -102,12 +235,51 @@ def test_bad_input_is_one_line_and_leaves_nothing_finished(tmp_path, monkeypatch
     assert cli.main(case.argv(extra)) == code
     error = capsys.readouterr().err.splitlines()
     assert error and error[-1].startswith("dae-report: error: ") and message in error[-1], error
+    assert len(error) == 1 or name in AFTER_THE_DATA_STAGE, error  # nothing else was said, or done
     assert not any("Traceback" in line for line in error)
     assert not (case.out / "latest").exists()
 
 
-def test_the_matrix_covers_at_least_25_cases():
-    assert len(CASES) + len(RUN_FAULTS) >= 25
+# Files that would block the reader forever (a FIFO waits for a writer) or never end (a device,
+# a gzip bomb): each runs the CLI in a child process with a timeout, so a regression fails instead
+# of hanging the suite, and with its address space capped, so it cannot take the machine's memory.
+HOSTILE_FILES = [
+    ("FIFO as a data file", [], _fifo(f"data/{IMAGES}"), "data file is a FIFO (named pipe), not a regular file: "),
+    ("FIFO as --config", ["--config", "{tmp}/fifo.toml"], _fifo("fifo.toml"), "config file is a FIFO (named pipe), not a regular file: "),
+    ("FIFO as the logo", ["--set", "report.logo={tmp}/fifo.svg"], _fifo("fifo.svg"), "report.logo is a FIFO (named pipe), not a regular file: "),
+    ("FIFO as --compare-to", ["--compare-to", "{tmp}/fifo.json"], _fifo("fifo.json"), "--compare-to is a FIFO (named pipe), not a regular file: "),
+    ("FIFO as metrics.json of a --compare-to run", ["--compare-to", "{tmp}/run"],
+     lambda case: ((case.tmp / "run").mkdir(), _fifo("run/metrics.json")(case)), "--compare-to is a FIFO (named pipe), not a regular file: "),
+    ("data file linked to /dev/zero", [], _link(f"data/{IMAGES}", "/dev/zero"), "data file is a character device, not a regular file: "),
+    ("gzip bomb: 2 GB from 2 MB", [], lambda case: _gzip_bomb(case.data / IMAGES),
+     f"{IMAGES} holds more than the 3136016 bytes its header (4000, 28, 28) needs"),
+    ("3 GB sparse file as a data file", [], lambda case: os.truncate(case.data / LABELS, 3 * 2**30),
+     "data file is larger than "),
+]
+MEMORY_CAP = 2**30  # bytes of address space: the tool needs a fifth of it before training
+
+
+def _cap_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
+@pytest.mark.parametrize("name, extra, setup, message", HOSTILE_FILES, ids=[case[0] for case in HOSTILE_FILES])
+def test_special_and_endless_files_fail_at_once_in_one_line(tmp_path, name, extra, setup, message):
+    shutil.copytree(SUBSET_DIR, tmp_path / "data")
+    case = Case(tmp_path)
+    setup(case)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *case.argv(extra)], capture_output=True, text=True,
+        timeout=60, preexec_fn=_cap_memory,
+    )  # fmt: skip
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("dae-report: error: ") and message in lines[0], lines
+    assert not (case.out / "latest").exists()
+
+
+def test_the_matrix_covers_at_least_66_cases():
+    assert len(CASES) + len(HOSTILE_FILES) + len(RUN_FAULTS) >= 66
 
 
 # --- faults while running: in the notebook kernel, or a signal from outside ---
