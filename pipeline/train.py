@@ -90,6 +90,8 @@ def train(
                "affects training changed")  # fmt: skip
         return {**record["history"], "cache": cache.decision(record)}
 
+    if cache is not None:
+        cache.check_backup()  # an unreadable resume state is dropped, not fatal at every build
     history_path = cache.backup_dir / "history.json" if cache is not None else None
     progress = EpochProgress(settings.epochs, history_path)
     callbacks = [progress, keras.callbacks.TerminateOnNaN()]
