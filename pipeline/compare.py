@@ -10,7 +10,6 @@ through each model, and each model's PSNR across noise levels.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import artifacts, baselines, cache, data, evaluate, figures, i18n, noise, report
-from pipeline.build import RunRecord, Stages, create_run_dir, write_failure
+from pipeline.build import RunRecord, Stages, cover_warnings, create_run_dir, write_failure
 from pipeline.config import Config, ModelConfig
-from pipeline.progress import format_duration
+from pipeline.progress import StderrInto, format_duration, terminal
 
 # The training recipe of each model in a comparison (the lab's model keeps the config's, which
 # is the lab's). Epochs are set so each trains within the lab's CPU time (20 lab epochs),
@@ -82,26 +81,30 @@ def compare_models(
     stream=None,
 ) -> Path:
     """Train (or reuse) each model, evaluate all on the same test images, write the report."""
-    import keras
-
-    from pipeline import environment, train
-    from pipeline.model import build as build_model
-    from pipeline.model import describe, loss_for
-
-    stream = stream or sys.stderr
+    stream = terminal(stream)  # a closed pipe (`| head`) drops progress, not the run
     out_dir = Path(out_dir).absolute()
     started = datetime.now().astimezone()
     entries = [(name, None) for name in models] + ([(models[0], std_range)] if std_range else [])
     stages = Stages(stream, total=len(entries) + 3)
+    cover_warnings(config, stages.warn)  # the comparison report has the same cover
     with stages.run("data") as stage:
         folder = data.locate(data_dir)
         dataset = data.load(folder)
         stage.detail = f"{folder} (verified)"
     run_dir = create_run_dir(out_dir, started, "compare")
-    record = RunRecord(run_dir, config, started, stages)
+    record = RunRecord(run_dir, config, started, stages, command="compare")
     artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
     _ = i18n.gettext(config.report.lang)
+    # TensorFlow runs in this process: from its import on, what it writes to stderr goes to
+    # the run's kernel.log, as a build's kernel's does; the stages still reach the terminal.
+    tensorflow_log = StderrInto(run_dir / artifacts.KERNEL_LOG, keep=stream)
     try:
+        import keras
+
+        from pipeline import environment, train
+        from pipeline.model import build as build_model
+        from pipeline.model import describe, loss_for
+
         environment.seed_everything(config.seed)
         results, examples = [], {}
         for name, levels in entries:
@@ -164,6 +167,8 @@ def compare_models(
         write_failure(run_dir, stages.current, error, config.report.lang)
         record.finish("failed", error=error)
         raise
+    finally:
+        tensorflow_log.close()
     record.finish("finished")
     stream.write(f"done in {format_duration(time.perf_counter() - stages.clock)}: {run_dir}\n")
     return run_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pipeline import artifacts
@@ -56,34 +57,131 @@ def compare(current: dict, baseline: dict, thresholds: MaxRegression, baseline_n
 
 
 def find_baseline(out_dir: Path, profile: str, exclude: Path) -> Path | None:
-    """The newest finished run of the same profile that passed its quality gate."""
+    """The newest finished build of the same profile that passed its quality gate."""
+    found = _newest_build(out_dir, profile, exclude)
+    return found[0] if found else None
+
+
+def default_baseline(out_dir: Path, profile: str, exclude: Path) -> tuple[dict, str] | None:
+    """find_baseline's run, loaded: (its metrics, its name), or None if there is none."""
+    found = _newest_build(out_dir, profile, exclude)
+    return found[1] if found else None
+
+
+def _newest_build(
+    out_dir: Path, profile: str, exclude: Path
+) -> tuple[Path, tuple[dict, str]] | None:
+    """Only a `build` is a baseline: `compare` shares reports/ (and writes the same profile in
+    its run.json), and a failed, running or damaged run has nothing to compare with. Such runs
+    are skipped, never an error: the user did not name them. A build's run.json from before
+    "command" was recorded counts if its metrics.json is a build's."""
     candidates = []
     for record_path in Path(out_dir).glob(f"*/{artifacts.RUN_RECORD}"):
         run_dir = record_path.parent
-        if run_dir.is_symlink() or run_dir.resolve() == exclude.resolve():  # skip reports/latest
+        # reports/latest, a link to a run here or a copy of one, is not a run of its own
+        if run_dir.name == artifacts.LATEST or run_dir.name.startswith(".") or run_dir.is_symlink():
+            continue
+        if run_dir.resolve() == Path(exclude).resolve() or not record_path.is_file():  # no FIFO
             continue
         try:
             record = artifacts.read_json(record_path)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
-        if record.get("status") == "finished" and record.get("profile") == profile and not record.get("regressions"):
-            candidates.append((record.get("finished", ""), run_dir))
-    return max(candidates)[1] if candidates else None
+        if (
+            isinstance(record, dict)
+            and record.get("command", "build") == "build"
+            and record.get("status") == "finished"
+            and record.get("profile") == profile
+            and not record.get("regressions")
+            and isinstance(record.get("finished"), str)
+        ):
+            candidates.append((record["finished"], run_dir))
+    for _finished, run_dir in sorted(candidates, reverse=True):
+        try:
+            return run_dir, load_baseline(run_dir)
+        except Exception:  # whatever is wrong with its metrics.json, the next run may do
+            continue
+    return None
+
+
+METRICS_MAX_BYTES = 16 * 2**20  # a build's metrics.json is some 30 kB; 16 MiB is not one
+FINITE = {"type": "number", "minimum": -1e308, "maximum": 1e308, "description": "a finite number"}
+
+
+def metrics_schema() -> dict:
+    """The JSON Schema of metrics.json as far as the gate reads it, made from HEADLINES so the
+    two cannot differ: each headline a finite number (a non-empty list of them for a per-epoch
+    history, index -1), inside JSON objects. The bounds also refuse a 400-digit integer, which
+    no float holds."""
+    schema = {"type": "object", "description": "a JSON object"}
+    for _name, path, *_ in HEADLINES:
+        node = schema
+        for position, part in enumerate(path):
+            if part == -1:  # the last of a list: all of it must be numbers
+                node.update(
+                    type="array", minItems=1, items=FINITE, description="a non-empty list of finite numbers"
+                )
+                break
+            if part not in node.setdefault("required", []):
+                node["required"].append(part)
+            last = position == len(path) - 1
+            node = node.setdefault("properties", {}).setdefault(
+                part, dict(FINITE) if last else {"type": "object", "description": "a JSON object"}
+            )
+    return schema
 
 
 def load_baseline(reference: str | Path) -> tuple[dict, str]:
-    """--compare-to: a run folder or a metrics.json file -> (metrics, its name)."""
+    """--compare-to: a run folder or a metrics.json file -> (metrics, its name), checked in
+    full against metrics_schema() before any work, so that comparing cannot fail after the run.
+    Whatever else the file holds (a FIFO, NaN, 100 000 nested lists, strings) is a ConfigError
+    of one line naming it."""
     path = Path(reference)
     metrics_path = path / artifacts.METRICS if path.is_dir() else path
     try:
-        metrics = artifacts.read_json(metrics_path)
-        for _name, headline, *_ in HEADLINES:
-            _get(metrics, headline)
-    except FileNotFoundError:
+        content = artifacts.read_regular(metrics_path, "--compare-to", ConfigError, METRICS_MAX_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"--compare-to {reference}: no metrics.json there") from None
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise ConfigError(f"--compare-to {reference}: not a dae-report metrics.json") from None
+    except OSError as error:
+        reason = error.strerror or error
+        raise ConfigError(f"--compare-to {reference}: cannot read {metrics_path}: {reason}") from None
+    metrics = _parse_metrics(content, reference)
     # reports/latest is named by the run it points at: "latest" changes meaning with every build
     run_dir = metrics_path.resolve().parent
     name = run_dir.name if path.is_dir() or metrics_path.name == artifacts.METRICS else str(path)
     return metrics, name
+
+
+def _parse_metrics(content: bytes, reference: str | Path) -> dict:
+    import jsonschema
+
+    def problem(detail: str) -> ConfigError:
+        return ConfigError(f"--compare-to {reference}: not a dae-report metrics.json ({detail})")
+
+    def refuse_constant(name: str):  # NaN, Infinity, -Infinity: JSON has no such numbers
+        raise problem(f"it holds {name}, not a finite number")
+
+    try:
+        metrics = json.loads(content.decode("utf-8"), parse_constant=refuse_constant)
+    except UnicodeDecodeError:
+        raise problem("it is not UTF-8 text") from None
+    except RecursionError:
+        raise problem("nested too deeply") from None
+    except json.JSONDecodeError as error:
+        raise problem(f"not JSON: {error}") from None
+    except ValueError:  # an integer of more than 4300 digits, past Python's conversion limit
+        raise problem("a number in it has thousands of digits") from None
+    validator = jsonschema.Draft202012Validator(metrics_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(metrics))
+    if error is not None and error.validator == "required":
+        raise problem(f"{error.json_path}: {error.message}")
+    if error is not None:
+        expected = error.schema["description"]
+        raise problem(f"{error.json_path} must be {expected}, got {_short(error.instance)}")
+    return metrics
+
+
+def _short(value) -> str:
+    """A value as JSON, cut to 40 characters: a message stays one short line."""
+    text = json.dumps(value, ensure_ascii=True)  # Infinity for inf; no control characters
+    return text if len(text) <= 40 else text[:39] + "…"

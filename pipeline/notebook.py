@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from pipeline import artifacts, i18n
 from pipeline.errors import DaeReportError, RunError
-from pipeline.progress import LOG_ENV, LogFollower
+from pipeline.progress import LOG_ENV, LogFollower, terminal
 
 # Our own errors raised inside the kernel keep their meaning (bad data is still exit code 2).
 def _subclasses(cls: type) -> list[type]:
@@ -80,7 +79,7 @@ def execute(run_dir: Path, parameters: dict, lang: str, stream=None) -> Path:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    stream = stream or sys.stderr
+    stream = terminal(stream)  # on_cell_start must not fail the cell when the reader goes
     output = run_dir / artifacts.ANSWER_KEY
     log_path = run_dir / artifacts.BUILD_LOG
     notebook = lab(lang)
@@ -115,7 +114,7 @@ def execute(run_dir: Path, parameters: dict, lang: str, stream=None) -> Path:
                 on_cell_start=on_cell_start,
             )
     except PapermillExecutionError as error:
-        raise _translate(error) from None
+        raise _translate(error, output) from None
     return output
 
 
@@ -132,14 +131,29 @@ class _KernelManager(AsyncKernelManager):
             return await super()._async_launch_kernel(kernel_cmd, **kw, stderr=stderr)
 
 
-def _translate(error) -> DaeReportError:
+def _translate(error, executed: Path) -> DaeReportError:
     """A failed cell becomes our error: ours keep their type, others are run failures."""
-    known = KNOWN_ERRORS.get(error.ename)
+    name, message = error.ename, error.evalue
+    if not message.strip():  # IPython could not format the exception: its text is in the cell
+        name, message = _exception_in_outputs(executed, error.cell_index) or (name, message)
+    known = KNOWN_ERRORS.get(name)
     if known is not None:
-        return known(error.evalue)
-    return RunError(
-        f"notebook cell {error.exec_count} failed with {error.ename}: {error.evalue}"
-    )
+        return known(message)
+    return RunError(f"notebook cell {error.exec_count} failed with {name}: {message}")
+
+
+def _exception_in_outputs(executed: Path, cell_index: int) -> tuple[str, str] | None:
+    """The last `SomeError: message` that the failed cell printed, from the saved notebook."""
+    try:
+        cell = nbformat.read(executed, as_version=4).cells[cell_index]
+    except (OSError, ValueError, IndexError):
+        return None
+    text = "\n".join(
+        str(output.get("text", "")) + "\n".join(output.get("traceback", []))
+        for output in cell.get("outputs", [])
+    ).replace("\\n", "\n")
+    found = re.findall(r"\b([A-Z]\w*(?:Error|Exception)): ([^\n'\"]+)", text)
+    return found[-1] if found else None
 
 
 @contextmanager

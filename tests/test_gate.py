@@ -70,3 +70,62 @@ def test_load_baseline_from_run_folder_or_file(tmp_path):
     (tmp_path / "other.json").write_text('{"a": 1}')
     with pytest.raises(ConfigError, match="not a dae-report metrics.json"):
         gate.load_baseline(tmp_path / "other.json")
+
+
+def test_the_schema_is_valid_accepts_a_real_run_and_requires_every_headline():
+    """Hostile baselines are in tests/test_errors.py; here, what the schema must let through."""
+    import jsonschema
+
+    from tests.conftest import RUN_SAMPLE_DIR
+
+    jsonschema.Draft202012Validator.check_schema(gate.metrics_schema())
+    assert gate.load_baseline(RUN_SAMPLE_DIR)[1] == "run"
+    for _name, path, *_ in gate.HEADLINES:  # remove any one headline: refused, naming it
+        broken = metrics()
+        table = broken
+        for part in path[:-2] if path[-1] == -1 else path[:-1]:
+            table = table[part]
+        del table[path[-2] if path[-1] == -1 else path[-1]]
+        with pytest.raises(ConfigError, match="is a required property"):
+            gate._parse_metrics(json.dumps(broken).encode(), "x")
+
+
+def test_default_baseline_is_a_finished_build_never_a_compare_or_a_broken_run(tmp_path):
+    """`dae-report compare` and `build` share reports/: a comparison (whose run.json says the
+    same profile) must not become the gate's baseline, nor may a failed or damaged run. The
+    newest valid build wins even when every other run is newer."""
+    build = _run(tmp_path, "20260101-000000-quick", finished="2026-01-01T00:00:00")
+    json_of = lambda run: json.loads((run / "run.json").read_text())  # noqa: E731
+    record = {**json_of(build), "command": "build"}
+    (build / "run.json").write_text(json.dumps(record))
+    comparison = _run(tmp_path, "20260102-000000-compare", finished="2026-01-02T00:00:00")
+    (comparison / "run.json").write_text(json.dumps({**json_of(comparison), "command": "compare"}))
+    (comparison / "metrics.json").write_text(json.dumps({"models": [{"name": "lab"}]}))
+    # A comparison written before run.json named its command: its metrics give it away.
+    old_comparison = _run(tmp_path, "20260103-000000-compare", finished="2026-01-03T00:00:00")
+    (old_comparison / "metrics.json").write_text(json.dumps({"models": []}))
+    _run(tmp_path, "20260104-000000-quick", status="failed", finished="2026-01-04T00:00:00")
+    for name, run_json in [("a", "{not json"), ("b", "[]"), ("c", '{"status": "finished", "profile": "quick", "finished": 5}'),
+                           ("d", '"finished"')]:  # fmt: skip
+        _run(tmp_path, f"20260105-00000{name}-quick", finished="2026-01-05T00:00:00")
+        (tmp_path / f"20260105-00000{name}-quick" / "run.json").write_text(run_json)
+    bad_metrics = _run(tmp_path, "20260106-000000-quick", finished="2026-01-06T00:00:00")
+    (bad_metrics / "metrics.json").write_text('{"evaluation": ')
+    (tmp_path / "20260107-000000-quick").mkdir()  # still running, no run.json yet
+    (tmp_path / "20260107-000000-quick" / "run.json").mkdir()  # not even a file
+    assert gate.find_baseline(tmp_path, "quick", exclude=tmp_path / "current") == build
+    assert gate.default_baseline(tmp_path, "quick", exclude=tmp_path / "current") == (metrics(), build.name)
+    # A build's run.json before `command` existed still counts, if its metrics are a build's.
+    (build / "run.json").write_text(json.dumps({key: value for key, value in record.items() if key != "command"}))
+    assert gate.find_baseline(tmp_path, "quick", exclude=tmp_path / "current") == build
+    (build / "metrics.json").write_text(json.dumps({"models": []}))
+    assert gate.find_baseline(tmp_path, "quick", exclude=tmp_path / "current") is None
+    assert gate.default_baseline(tmp_path, "quick", exclude=tmp_path / "current") is None
+
+
+def test_latest_is_never_a_baseline_of_its_own(tmp_path):
+    """reports/latest is a link to a run already in the folder, or (restored from a CI artifact)
+    a copy of one: either way it is not a run to compare with under the name "latest"."""
+    _run(tmp_path, "latest", finished="2026-01-02T00:00:00")
+    run = _run(tmp_path, "20260101-000000-quick", finished="2026-01-01T00:00:00")
+    assert gate.find_baseline(tmp_path, "quick", exclude=tmp_path / "current") == run

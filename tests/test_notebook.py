@@ -23,23 +23,43 @@ def test_every_lab_section_is_in_the_notebook():
 
 
 class _Failure:
-    def __init__(self, ename, evalue):
-        self.ename, self.evalue, self.exec_count = ename, evalue, 7
+    def __init__(self, ename, evalue, cell_index=0):
+        self.ename, self.evalue, self.exec_count, self.cell_index = ename, evalue, 7, cell_index
 
 
 @pytest.mark.parametrize(
     "ename, expected, exit_code",
     [("DataError", DataError, 2), ("ConfigError", ConfigError, 2), ("RunError", RunError, 3)],
 )
-def test_our_errors_keep_their_type_across_the_kernel(ename, expected, exit_code):
-    error = notebook._translate(_Failure(ename, "the message"))
+def test_our_errors_keep_their_type_across_the_kernel(tmp_path, ename, expected, exit_code):
+    error = notebook._translate(_Failure(ename, "the message"), tmp_path / "none.ipynb")
     assert type(error) is expected and str(error) == "the message" and error.exit_code == exit_code
 
 
-def test_other_cell_errors_are_run_failures():
-    error = notebook._translate(_Failure("ValueError", "bad shape"))
+def test_other_cell_errors_are_run_failures(tmp_path):
+    error = notebook._translate(_Failure("ValueError", "bad shape"), tmp_path / "none.ipynb")
     assert isinstance(error, RunError)
     assert str(error) == "notebook cell 7 failed with ValueError: bad shape"
+
+
+def test_an_error_ipython_could_not_format_still_reaches_the_user(tmp_path):
+    """IPython sometimes prints "Unexpected exception formatting exception" and the traceback as
+    plain text; papermill then reports CellExecutionError with no message. The message is read
+    back from the failed cell's printed text, as a real build left it."""
+    executed = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("display(HTML(report.answer(...)))")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="['Unexpected exception formatting exception. Falling back to standard exception\\n']"),
+        nbformat.v4.new_output("stream", name="stderr", text="['Traceback (most recent call last):\\n', '  File \"x.py\", line 1\\n', \"jinja2.exceptions.UndefinedError: list object has no element 1\\n\"]"),
+    ]  # fmt: skip
+    executed.cells = [nbformat.v4.new_markdown_cell("# Lab"), cell]
+    path = tmp_path / "answer-key.ipynb"
+    nbformat.write(executed, path)
+    error = notebook._translate(_Failure("CellExecutionError", "", cell_index=1), path)
+    assert str(error) == "notebook cell 7 failed with UndefinedError: list object has no element 1"
+    # with nothing to read back, the user still gets what papermill said
+    unreadable = notebook._translate(_Failure("CellExecutionError", "", cell_index=1), tmp_path / "no.ipynb")
+    assert str(unreadable) == "notebook cell 7 failed with CellExecutionError: "
 
 
 def _by_id(notebook_node):
