@@ -6,15 +6,18 @@ DATA_DIR := /usr/share/datasets/fashion-mnist
 PROFILE ?= full  # make report PROFILE=quick
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # WeasyPrint needs Pango (and HarfBuzz's subsetter to embed only the glyphs it uses);
-# DejaVu has every Spanish glyph (á é í ó ú ñ ¿ ¡).
-SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+# DejaVu has every Spanish glyph (á é í ó ú ñ ¿ ¡). Noto draws names and titles in other scripts
+# (fonts-noto-core: most of them; fonts-noto-cjk: Chinese, Japanese, Korean; 137 MB together),
+# as report.css's fallbacks. fontconfig's fc-list tells the build which characters no font has.
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig \
+	fonts-dejavu-core fonts-noto-core fonts-noto-cjk
 
 .PHONY: report quick test install system-deps data clean
 
 report: install data  ## the full lab (20 epochs): reports/latest/
 	$(BIN)/dae-report build --profile $(PROFILE)
 
-quick: install data  ## a small run of every stage, under two minutes
+quick: install data  ## a small run of every stage, about two minutes on 2 cores
 	$(BIN)/dae-report build --profile quick
 
 test: install  ## the test suite, on the real subset committed under tests/data
