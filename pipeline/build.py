@@ -8,16 +8,18 @@ failure.html naming the stage and the error.
 from __future__ import annotations
 
 import os
-import sys
+import re
+import shutil
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pipeline import artifacts, cache, data, gate, notebook, provenance, report
+from pipeline import artifacts, cache, data, gate, glyphs, notebook, provenance, report
 from pipeline.config import Config
 from pipeline.errors import DaeReportError, OutputError, QualityRegression
-from pipeline.progress import format_duration
+from pipeline.progress import format_duration, terminal
 
 
 @dataclass(frozen=True)
@@ -41,22 +43,29 @@ def build(
     """Train (or reuse), evaluate and report one run of the lab with `config`.
 
     With `handout`, the run folder also gets the student handout. `compare_to` is a run folder
-    or metrics.json to compare with; by default the newest finished run of the same profile
+    or metrics.json to compare with; by default the newest finished build of the same profile
     that passed its gate. A regression past `quality.max_regression` still writes the whole
     report, then raises QualityRegression (exit code 1).
     """
-    stream = stream or sys.stderr
+    stream = terminal(stream)  # a closed pipe (`| head`) drops progress, not the run
     out_dir = Path(out_dir).absolute()  # papermill runs the kernel inside the run folder
     started = datetime.now().astimezone()
     stages = Stages(stream, total=6 if handout else 5)
     baseline = gate.load_baseline(compare_to) if compare_to is not None else None
+    check_latest(out_dir)  # a `latest` that is not ours to replace fails now, not after the run
+    warnings = cover_warnings(config, stages.warn)  # said before the work, not found in the PDF
 
     with stages.run("data") as stage:
         folder = data.locate(data_dir)
         dataset = data.load(folder)
         # Limits are checked against the real data before anything is written.
-        data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")
+        train_images, _ = data.limit(
+            dataset.train_images, dataset.train_labels, config.data.train_limit, "train"
+        )
         data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")
+        data.validation_size(len(train_images), config.split.val_fraction)
+        del train_images
+        data.require_every_class(dataset.test_labels, config.data.test_limit, "test")
         digests = dataset.digests
         stage.detail = f"{folder} (verified)"
         del dataset  # the kernel loads its own copy; this process needs no 50 MB of images
@@ -67,13 +76,20 @@ def build(
     record = None
     try:
         record = RunRecord(run_dir, config, started, stages)
+        if warnings:  # run.json and build.log keep what the terminal said before the run folder
+            record.values["warnings"] = warnings
+            with open(run_dir / artifacts.BUILD_LOG, "a", encoding="utf-8") as log:
+                log.writelines(f"warning: {warning}\n" for warning in warnings)
         artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
         training_inputs = cache.training_inputs(config.to_dict(), digests)
         notebook_key = cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[:16]
-        earlier = None if retrain else cache.find_notebook(cache_root, notebook_key)
         with stages.run("notebook", "the lab, executed by papermill → answer-key.ipynb") as stage:
+            # An earlier run's outputs, each checked against its digest as it is copied; a
+            # damaged entry is discarded with one line, and the notebook runs again.
+            earlier = None if retrain else cache.reuse_notebook(
+                cache_root, notebook_key, run_dir, warn=stages.warn
+            )
             if earlier is not None:
-                cache.copy_notebook_outputs(earlier, run_dir)
                 stage.detail = f"reused {earlier.name}'s outputs: nothing the notebook uses changed"
             else:
                 notebook.execute(
@@ -94,8 +110,7 @@ def build(
         with stages.run("compare") as stage:
             metrics = artifacts.read_json(run_dir / artifacts.METRICS)
             if baseline is None:
-                reference = gate.find_baseline(out_dir, config.profile, exclude=run_dir)
-                baseline = gate.load_baseline(reference) if reference else None
+                baseline = gate.default_baseline(out_dir, config.profile, exclude=run_dir)
             metrics["comparison"] = (
                 gate.compare(metrics, baseline[0], config.quality.max_regression, baseline[1])
                 if baseline is not None
@@ -132,7 +147,9 @@ def build(
         cache.remember_notebook(cache_root, notebook_key, run_dir)
     regressions = comparison["regressions"] if comparison else []
     record.finish("finished", regressions=regressions, content_digest=metrics["content_digest"])
-    mark_latest(run_dir)
+    note = mark_latest(run_dir)
+    if note:
+        stream.write(f"      {note}\n")
     seconds = time.perf_counter() - stages.clock
     stream.write(f"done in {format_duration(seconds)}: {run_dir}\n")
     if regressions:
@@ -146,11 +163,15 @@ def build(
 class RunRecord:
     """run.json: how far the run got, each stage's times, and where the run came from."""
 
-    def __init__(self, run_dir: Path, config: Config, started: datetime, stages: Stages) -> None:
+    def __init__(
+        self, run_dir: Path, config: Config, started: datetime, stages: Stages,
+        command: str = "build",
+    ) -> None:  # fmt: skip
         self.run_dir, self.config, self.started, self.stages = run_dir, config, started, stages
         self.notebook: dict | None = None
         self.values = {
             "run_id": run_dir.name,
+            "command": command,  # only a finished `build` is a later build's default baseline
             "profile": config.profile,
             "status": "running",
             "pid": os.getpid(),
@@ -192,11 +213,22 @@ def write_handout(folder: Path, config: Config, started: datetime | None = None)
 
 def handout(*, config: Config, out_dir: Path, stream=None) -> Path:
     """`dae-report handout`: the student handout alone, no training, into `out_dir`."""
-    stream = stream or sys.stderr
+    stream = terminal(stream)  # a closed pipe (`| head`) drops progress, not the run
     folder = prepare_out_dir(Path(out_dir).absolute())
+    cover_warnings(config, lambda line: stream.write(f"      {line}\n"))
     summary = write_handout(folder, config)
     stream.write(f"handout: {folder} · {summary}\n")
     return folder
+
+
+def cover_warnings(config: Config, warn) -> list[str]:
+    """Says, in one line, which characters of the cover's text no installed font can draw
+    (they would print as blank boxes); returns the lines said, for run.json."""
+    warning = glyphs.cover_warning(config.to_dict()["report"])
+    if warning is None:
+        return []
+    warn(f"warning: {warning}")
+    return [warning]
 
 
 class Stages:
@@ -213,6 +245,11 @@ class Stages:
         self.count += 1
         self.current = name
         return _Stage(self, name, announce)
+
+    def warn(self, message: str) -> None:
+        """One line inside the running stage, indented like the notebook's progress lines."""
+        self.stream.write(f"      {message}\n")
+        self.stream.flush()
 
 
 class _Stage:
@@ -276,13 +313,79 @@ def create_run_dir(out_dir: Path, started: datetime, profile: str) -> Path:
     raise OutputError(f"too many runs named {stem} in {out_dir}")
 
 
-def mark_latest(run_dir: Path) -> None:
-    """Point reports/latest at `run_dir`, atomically (a new link replaces the old one)."""
-    link = run_dir.parent / artifacts.LATEST
-    temporary = run_dir.parent / f".{artifacts.LATEST}.{os.getpid()}"
-    temporary.unlink(missing_ok=True)
-    temporary.symlink_to(run_dir.name, target_is_directory=True)
-    os.replace(temporary, link)
+RUN_NAME = re.compile(r"\d{8}-\d{6}-[a-z]+(-\d+)?")  # create_run_dir's names
+
+
+def check_latest(out_dir: Path) -> dict | None:
+    """Whether reports/latest may be pointed at a new run: a link (or nothing) may. So may a
+    real folder that is a copy of a finished run, what restoring a CI artifact leaves (artifacts
+    drop links): its run.json is returned. Anything else is the user's, and an OutputError."""
+    link = Path(out_dir) / artifacts.LATEST
+    if link.is_symlink() or not os.path.lexists(link):
+        return None
+    record = _finished_record(link) if link.is_dir() else None
+    if record is None:
+        kind = "folder" if link.is_dir() else "file"
+        raise OutputError(
+            f"{link} is a {kind}, not a link to a run nor a copy of a finished one: move it "
+            "away (a build points latest at its run)"
+        )
+    return record
+
+
+def _finished_record(folder: Path) -> dict | None:
+    path = folder / artifacts.RUN_RECORD
+    if not path.is_file():  # no run.json, or a FIFO that would block the read
+        return None
+    try:
+        record = artifacts.read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) and record.get("status") == "finished" else None
+
+
+def mark_latest(run_dir: Path) -> str | None:
+    """Point reports/latest at `run_dir`, atomically (a new link replaces the old one).
+
+    A copy of an earlier run in its place (check_latest) is moved to that run's own name if it
+    is free, else removed (the run is here already); the line returned says which. No
+    temporary link is left behind, whatever fails.
+    """
+    out_dir, link = run_dir.parent, run_dir.parent / artifacts.LATEST
+    copy = check_latest(out_dir)  # again: it may have changed while the run ran
+    temporary = out_dir / f".{artifacts.LATEST}.{os.getpid()}"
+    aside = out_dir / f".{artifacts.LATEST}.{os.getpid()}.copy" if copy is not None else None
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(run_dir.name, target_is_directory=True)
+        if aside is not None:
+            os.rename(link, aside)
+        os.replace(temporary, link)
+    except OSError as error:
+        if aside is not None and os.path.lexists(aside) and not os.path.lexists(link):
+            with suppress(OSError):
+                os.rename(aside, link)  # the copy goes back where it was
+        reason = error.strerror or error
+        raise OutputError(f"cannot point {link} at {run_dir.name}: {reason}") from None
+    finally:
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
+    if copy is None:
+        return None
+    name = copy.get("run_id")
+    name = name if isinstance(name, str) and RUN_NAME.fullmatch(name) else None
+    was = f"latest was a copy of {f'run {name}' if name else 'a finished run'}, not a link"
+    now = f"latest → {run_dir.name}"
+    if name is not None and not os.path.lexists(out_dir / name):
+        try:
+            os.rename(aside, out_dir / name)
+            return f"{was}: kept as {name}/; {now}"
+        except OSError:
+            pass
+    shutil.rmtree(aside, ignore_errors=True)
+    if name is not None and (out_dir / name).is_dir():
+        return f"{was}: removed ({name}/ is here); {now}"
+    return f"{was}: removed; {now}"
 
 
 def describe(error: BaseException) -> str:

@@ -12,6 +12,7 @@ from pipeline import __version__
 from pipeline.config import LANGUAGES, PROFILES, absolute, load_config
 from pipeline.data import DATA_DIR_ENV
 from pipeline.errors import ConfigError, DaeReportError
+from pipeline.progress import settle_standard_streams, terminal
 
 DEFAULT_OUT = Path("reports")
 
@@ -53,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--compare-to", metavar="RUN|metrics.json",
-        help="compare with this run (default: the newest finished run of the same profile that "
+        help="compare with this run (default: the newest finished build of the same profile that "
         "passed its quality gate); a regression past quality.max_regression exits with 1",
     )  # fmt: skip
 
@@ -78,6 +79,24 @@ def parser() -> argparse.ArgumentParser:
     handout.add_argument(
         "--out", type=Path, default=DEFAULT_OUT / "handout", help="folder (default: reports/handout/)"
     )
+
+    cache = commands.add_parser(
+        "cache", help="check or empty the cache of trained models and executed notebooks"
+    )
+    actions = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="check every cache entry against its digests; exit 3 if any cannot be used"
+    )
+    clear = actions.add_parser("clear", help="remove cache entries; say how much space that freed")
+    clear.add_argument(
+        "--older-than", type=_days, metavar="DAYS", help="only entries unchanged for DAYS days"
+    )
+    for action in (verify, clear):
+        action.add_argument(
+            "--out", type=Path, default=DEFAULT_OUT,
+            help="reports folder whose .cache/ it is (default: reports/)",
+        )  # fmt: skip
+        action.add_argument("--debug", action="store_true", help="show tracebacks")
     return main
 
 
@@ -88,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         _resolve_paths(arguments, Path.cwd())
+        if arguments.command == "cache":  # needs no config: it reads and removes cache entries
+            from pipeline import cache
+
+            stdout = terminal(sys.stdout)
+            if arguments.action == "verify":
+                cache.verify(out_dir=arguments.out, stream=stdout)
+            else:
+                cache.clear(
+                    out_dir=arguments.out, older_than_days=arguments.older_than, stream=stdout
+                )
+            return 0
         config = load_config(
             getattr(arguments, "profile", "full"),
             arguments.config,
@@ -119,21 +149,27 @@ def main(argv: list[str] | None = None) -> int:
             build.handout(config=config, out_dir=arguments.out)
     except DaeReportError as error:
         if arguments.debug:
-            traceback.print_exc()
-        print(f"dae-report: error: {error}", file=sys.stderr)
+            traceback.print_exc(file=terminal())
+        _say(f"dae-report: error: {error}")
         return error.exit_code
     except KeyboardInterrupt:
-        print("dae-report: interrupted", file=sys.stderr)
+        _say("dae-report: interrupted")
         return 3
     except Exception as error:  # a bug or an unforeseen failure: still one line, still exit 3
         if arguments.debug:
-            traceback.print_exc()
-        print(
-            f"dae-report: error: {type(error).__name__}: {error} (--debug shows the traceback)",
-            file=sys.stderr,
-        )
+            traceback.print_exc(file=terminal())
+        _say(f"dae-report: error: {type(error).__name__}: {error} (--debug shows the traceback)")
         return 3
+    finally:
+        settle_standard_streams()  # a closed pipe (`| head -1`) must not change the exit code
     return 0
+
+
+def _say(line: str) -> None:
+    """One line on stderr; a reader that went away loses the line, never the exit code."""
+    stderr = terminal()
+    stderr.write(line + "\n")
+    stderr.flush()
 
 
 def _resolve_paths(arguments, working_dir: Path) -> None:
@@ -154,6 +190,16 @@ def _models(text: str) -> list[str]:
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"unknown model {unknown[0] if unknown else text!r} (choose from lab, residual, unet)")
     return names
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not 0 <= days < 1e6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"need 0 <= DAYS < 1000000, got {text!r}")
+    return days
 
 
 def _pair(text: str) -> tuple[float, float]:

@@ -3,6 +3,7 @@ then rebuilds that reuse it, one retrained for determinism, and ones that fail o
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -12,8 +13,9 @@ from pypdf import PdfReader
 from pipeline import artifacts, provenance
 from pipeline.build import build, create_run_dir, mark_latest
 from pipeline.config import load_config
-from pipeline.errors import ConfigError, QualityRegression
+from pipeline.errors import QualityRegression, RunError
 from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR
+from tests.test_cli_paths import TINY, dae_report
 from tests.test_report import FIGURE_NAMES, SECTION_TITLES
 
 
@@ -194,15 +196,19 @@ def test_regression_writes_the_report_then_exits_1(out, rebuilds, tmp_path):
     assert json.loads((run / "run.json").read_text())["regressions"] == ["psnr_db"]
 
 
-def test_a_failing_notebook_leaves_failure_files_and_latest_alone(out, rebuilds):
+def test_a_failing_notebook_leaves_failure_files_and_latest_alone(out, rebuilds, tmp_path, monkeypatch):
     latest = (out / "latest").resolve()
-    # A validation split of 0 images passes the config check but fails inside the notebook.
-    config = load_config("quick", overrides=["split.val_fraction=0.0001"])
-    with pytest.raises(ConfigError, match="leaves 0 of 4000 images"):
-        build(config=config, out_dir=out, data_dir=SUBSET_DIR)
+    # The lab notebook with a cell that fails after the parameters: a real cell in a real kernel.
+    lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
+    first = next(i for i, cell in enumerate(lab.cells) if "parameters" in cell.metadata.get("tags", []))
+    lab.cells.insert(first + 1, nbformat.v4.new_code_cell('raise ValueError("a cell that fails")'))
+    nbformat.write(lab, tmp_path / "lab.ipynb")
+    monkeypatch.setattr(artifacts, "LAB_NOTEBOOK", tmp_path / "lab.ipynb")
+    with pytest.raises(RunError, match="failed with ValueError: a cell that fails"):
+        build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR)
     failed = sorted(out.glob("2*"), key=lambda p: p.stat().st_mtime)[-1]
     assert "stage: notebook" in (failed / "failure.log").read_text()
-    assert "leaves 0 of 4000 images" in (failed / "failure.html").read_text()
+    assert "a cell that fails" in (failed / "failure.html").read_text()
     assert json.loads((failed / "run.json").read_text())["status"] == "failed"
     assert (out / "latest").resolve() == latest
 
@@ -229,3 +235,90 @@ def test_compare_reuses_the_builds_lab_model_and_reports(out, finished_run):
     assert {p.stem for p in (run / "figures").glob("*.svg")} == {"models_loss_curves", "models", "models_generalisation"}
     assert "Comparación de modelos" in pdf_text(run / "report.pdf")
     assert not (out / "latest").resolve() == run.resolve()  # a comparison is not a report run
+
+
+def _restored_folder(out: Path) -> None:
+    """reports/ as restoring CI artifacts leaves it: `latest` a real copy of a finished run (artifacts
+    drop links), beside a `dae-report compare` run of the same profile."""
+    (out / "latest").mkdir(parents=True)
+    record = {"run_id": "20260101-000000-quick", "command": "build", "profile": "quick", "status": "finished"}
+    (out / "latest" / "run.json").write_text(json.dumps(record))
+    (out / "latest" / "report.html").write_text("<p>the earlier report</p>")
+    comparison = out / "20260102-000000-compare"
+    comparison.mkdir()
+    record = {"run_id": comparison.name, "command": "compare", "profile": "quick", "status": "finished",
+              "finished": "2026-01-02T00:00:00+00:00"}  # fmt: skip
+    (comparison / "run.json").write_text(json.dumps(record))
+    (comparison / "metrics.json").write_text(json.dumps({"models": [{"name": "lab"}]}))
+
+
+@pytest.mark.slow
+def test_latest_restored_as_a_copy_is_replaced_and_a_comparison_is_no_baseline(tmp_path):
+    out = tmp_path / "reports"
+    _restored_folder(out)
+    result = dae_report("build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = set(out.glob("2*-quick")) - {out / "20260101-000000-quick"}
+    assert (out / "latest").is_symlink() and (out / "latest").resolve() == run.resolve()
+    # The copy was a finished run: it is kept under its own name, and the build said so.
+    assert (out / "20260101-000000-quick" / "report.html").read_text() == "<p>the earlier report</p>"
+    note = f"      latest was a copy of run 20260101-000000-quick, not a link: kept as 20260101-000000-quick/; latest → {run.name}"
+    assert note in result.stderr.splitlines()
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == [".cache"]
+    assert json.loads((run / "metrics.json").read_text())["comparison"] is None  # not the comparison
+    assert "--compare-to" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "latest",
+    ["a folder of the user's", "a copy of a failed run", "a file"],
+)
+def test_latest_that_is_not_a_copy_of_a_run_fails_before_any_work(tmp_path, latest):
+    out = tmp_path / "reports"
+    out.mkdir()
+    if latest == "a file":
+        (out / "latest").write_text("notes")
+    else:
+        (out / "latest").mkdir()
+        (out / "latest" / "notes.txt").write_text("mine")
+        if latest == "a copy of a failed run":
+            (out / "latest" / "run.json").write_text('{"status": "failed"}')
+    result = dae_report("build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    kind = "file" if latest == "a file" else "folder"
+    assert result.stderr == (
+        f"dae-report: error: {out / 'latest'} is a {kind}, not a link to a run nor a copy of a finished one: "
+        "move it away (a build points latest at its run)\n"
+    )
+    assert [path.name for path in out.iterdir()] == ["latest"]  # no run folder, no cache
+
+
+def test_mark_latest_leaves_no_temporary_link_when_the_rename_fails(tmp_path, monkeypatch):
+    from pipeline.errors import OutputError
+
+    first = create_run_dir(tmp_path, datetime(2026, 1, 1), "quick")
+    mark_latest(first)
+    second = create_run_dir(tmp_path, datetime(2026, 1, 2), "quick")
+
+    def refuse(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("os.replace", refuse)
+    with pytest.raises(OutputError, match="cannot point .*latest at 20260102-000000-quick: Permission denied"):
+        mark_latest(second)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["20260101-000000-quick", "20260102-000000-quick", "latest"]
+    assert (tmp_path / "latest").resolve() == first.resolve()
+    # A copy in latest's place goes back there if the link cannot replace it.
+    (tmp_path / "latest").unlink()
+    (tmp_path / "latest").mkdir()
+    (tmp_path / "latest" / "run.json").write_text('{"status": "finished", "run_id": "20260101-000000-quick"}')
+    with pytest.raises(OutputError):
+        mark_latest(second)
+    assert (tmp_path / "latest" / "run.json").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["20260101-000000-quick", "20260102-000000-quick", "latest"]
+    # When it can, the copy of a run that is here already is simply replaced.
+    monkeypatch.undo()
+    note = mark_latest(second)
+    assert note == "latest was a copy of run 20260101-000000-quick, not a link: removed (20260101-000000-quick/ is here); latest → 20260102-000000-quick"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["20260101-000000-quick", "20260102-000000-quick", "latest"]
+    assert (tmp_path / "latest").resolve() == second.resolve()

@@ -135,3 +135,21 @@ def test_module_entry_point_runs():
 
     result = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "build" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("data.test_limit=1", "data.test_limit = 1 leaves no test image of T-shirt/top, Trouser,"),
+        ("data.train_limit=9", "split.val_fraction = 0.1 leaves 0 of 9 training images for validation"),
+    ],
+)
+def test_a_limit_the_report_cannot_use_exits_2_before_any_work(tmp_path, capsys, setting, message):
+    from tests.conftest import SUBSET_DIR
+
+    out = tmp_path / "reports"
+    code = cli.main(["build", "--profile", "quick", "--set", setting, "--data-dir", str(SUBSET_DIR), "--out", str(out)])
+    assert code == 2
+    error = capsys.readouterr().err.splitlines()
+    assert message in error[-1] and error[-1].startswith("dae-report: error: ")
+    assert not out.exists()
