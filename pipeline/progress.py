@@ -69,9 +69,8 @@ class Terminal:
 
     def _reader_gone(self) -> None:
         self.closed = True
-        try:
-            descriptor = self.stream.fileno()
-        except (AttributeError, OSError, ValueError):  # a StringIO: nothing is left to flush
+        descriptor = _descriptor(self.stream)
+        if descriptor is None:  # a StringIO: nothing is left to flush
             return
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
