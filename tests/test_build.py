@@ -1,38 +1,43 @@
-"""End-to-end builds of the quick profile on the committed real subset: one trained build,
-then rebuilds that reuse it, one retrained for determinism, and ones that fail or regress."""
+"""End-to-end builds of the quick profile on the committed real subset: the suite's shared build
+(conftest's `quick_build`), then builds on private copies of its reports/ folder that reuse it,
+retrain it for determinism, or fail or regress. No test here sees another's builds."""
 
 import json
 import re
+import shutil
 from datetime import datetime
 from pathlib import Path
 
+import keras
 import nbformat
+import numpy as np
 import pytest
 from pypdf import PdfReader
 
-from pipeline import artifacts, provenance
+from pipeline import artifacts, data, evaluate, noise, provenance
 from pipeline.build import build, create_run_dir, mark_latest
-from pipeline.config import load_config
+from pipeline.config import Config, load_config
 from pipeline.errors import QualityRegression, RunError
-from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR
-from tests.test_cli_paths import TINY, dae_report
+from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR, TINY, dae_report
 from tests.test_report import FIGURE_NAMES, SECTION_TITLES
 
 
-@pytest.fixture(scope="module")
-def out(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("reports")
+def quick_again(out: Path, **options):
+    """The shared build's command again (in process), into `out`."""
+    return build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR, **options)
 
 
 @pytest.fixture(scope="module")
-def finished_run(out):
-    return build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR, handout=True)
+def rebuilds(quick_build, tmp_path_factory):
+    """Two builds with unchanged inputs in a copy of the shared reports/: both reuse its
+    notebook outputs. Module-scoped, and no other test builds into that copy."""
+    out = tmp_path_factory.mktemp("rebuilds") / "reports"
+    shutil.copytree(quick_build.out, out, symlinks=True)
+    return [quick_again(out) for _ in range(2)]
 
 
-@pytest.fixture(scope="module")
-def rebuilds(out, finished_run):
-    """Two more builds with unchanged inputs: both reuse the first one's notebook outputs."""
-    return [build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR) for _ in range(2)]
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def pdf_text(path: Path) -> str:
@@ -40,25 +45,48 @@ def pdf_text(path: Path) -> str:
 
 
 def results(run_dir: Path) -> dict:
-    return provenance._without_run_specifics(json.loads((run_dir / "metrics.json").read_text()))
+    return provenance._without_run_specifics(read_json(run_dir / "metrics.json"))
 
 
-def test_run_folder_holds_every_artifact(finished_run):
-    run = finished_run.run_dir
+def test_run_folder_holds_every_artifact(quick_build):
+    run = quick_build.run_dir
     for name in ("report.html", "report.pdf", "answer-key.ipynb", "metrics.json", "config.json", "model.keras", "run.json"):
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "figures").glob("*.png"))) == len(FIGURE_NAMES)
     assert {p.stem for p in (run / "figures").glob("*.svg")} == set(FIGURE_NAMES)
     assert not (run / artifacts.FAILURE_LOG).exists()
-    record = json.loads((run / "run.json").read_text())
+    record = read_json(run / "run.json")
     assert record["status"] == "finished" and record["content_digest"]
     assert set(record["stages"]) == {"data", "notebook", "compare", "html", "pdf", "handout"}
 
 
-def test_pdf_has_every_section_and_several_pages(finished_run):
-    reader = PdfReader(finished_run.run_dir / "report.pdf")
-    assert len(reader.pages) == finished_run.pages >= 8
-    text = pdf_text(finished_run.run_dir / "report.pdf")
+def test_config_json_is_the_config_the_run_used(quick_build):
+    assert Config.from_dict(read_json(quick_build.run_dir / "config.json")) == load_config("quick")
+
+
+def test_model_keras_is_the_model_the_report_evaluated(quick_build):
+    """The saved model, loaded on its own, gives the report's test MSE on the run's noisy test
+    images (the seeded noise after the training set's, as the notebook draws it)."""
+    run, config = quick_build.run_dir, load_config("quick")
+    metrics = read_json(run / "metrics.json")
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.count_params() == metrics["model"]["parameters"]
+    dataset = data.load(SUBSET_DIR)
+    x_train = data.to_unit_float(data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")[0])
+    x_test = data.to_unit_float(data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")[0])
+    rng = np.random.default_rng(config.seed)
+    noise.corrupt(x_train, config.noise, rng, training=True)
+    x_test_noisy = noise.corrupt(x_test, config.noise, rng)
+    denoised = model.predict(x_test_noisy, batch_size=config.training.batch_size, verbose=0)
+    mse = evaluate.per_image_mse(x_test, denoised)
+    assert float(mse.mean()) == pytest.approx(metrics["evaluation"]["mse"]["mean"], rel=1e-5)
+    assert float(np.median(mse)) == pytest.approx(metrics["evaluation"]["mse"]["median"], rel=1e-5)
+
+
+def test_pdf_has_every_section_and_several_pages(quick_build):
+    reader = PdfReader(quick_build.run_dir / "report.pdf")
+    assert len(reader.pages) >= 8
+    text = pdf_text(quick_build.run_dir / "report.pdf")
     for title in SECTION_TITLES["es"]:
         assert title in text, title
     for word in ("Fashion-MNIST", "gaussiano", "Sneaker", "Figura 12.", "Índice", "¿Qué tipo de ruido persiste?",
@@ -66,16 +94,17 @@ def test_pdf_has_every_section_and_several_pages(finished_run):
         assert word in text, word
     assert f"{len(reader.pages)} / {len(reader.pages)}" in text  # page numbers
     assert set(reader.attachments) == {"metrics.json", "config.json"}
+    assert f"report.pdf, {len(reader.pages)} pages" in quick_build.stderr  # the pdf stage's line
 
 
-def test_html_embeds_its_images(finished_run):
-    html = (finished_run.run_dir / "report.html").read_text()
+def test_html_embeds_its_images(quick_build):
+    html = (quick_build.run_dir / "report.html").read_text(encoding="utf-8")
     assert html.count('src="data:image/svg+xml;base64,') == len(FIGURE_NAMES)
     assert not re.search(r'<img[^>]+src="(?!data:)', html)
 
 
-def test_answer_key_ran_without_errors(finished_run):
-    answer_key = nbformat.read(finished_run.run_dir / "answer-key.ipynb", as_version=4)
+def test_answer_key_ran_without_errors(quick_build):
+    answer_key = nbformat.read(quick_build.run_dir / "answer-key.ipynb", as_version=4)
     nbformat.validate(answer_key)
     code = [cell for cell in answer_key.cells if cell.cell_type == "code"]
     assert all(cell.execution_count is not None for cell in code)
@@ -89,8 +118,8 @@ def test_answer_key_ran_without_errors(finished_run):
     assert "cudart" not in printed  # TensorFlow's C++ messages stay in kernel.log
 
 
-def test_handout_is_written_beside_the_answer_key(finished_run):
-    run = finished_run.run_dir
+def test_handout_is_written_beside_the_answer_key(quick_build):
+    run = quick_build.run_dir
     handout = nbformat.read(run / "handout.ipynb", as_version=4)
     code = [cell for cell in handout.cells if cell.cell_type == "code"]
     assert code and all(cell.source == "# TU CÓDIGO AQUÍ" and not cell.outputs for cell in code)
@@ -98,8 +127,8 @@ def test_handout_is_written_beside_the_answer_key(finished_run):
     assert "¿Qué tipo de ruido persiste?" in text and "percentil" not in text
 
 
-def test_metrics_hold_the_numbers(finished_run):
-    metrics = json.loads((finished_run.run_dir / "metrics.json").read_text())
+def test_metrics_hold_the_numbers(quick_build):
+    metrics = read_json(quick_build.run_dir / "metrics.json")
     assert metrics["split"] == {"val_fraction": 0.1, "train": 3600, "validation": 400, "test": 1000}
     assert metrics["model"]["parameters"] == 74497
     assert len(metrics["training"]["loss"]) == len(metrics["training"]["val_loss"]) == 2
@@ -109,10 +138,10 @@ def test_metrics_hold_the_numbers(finished_run):
     assert evaluation["mse"]["mean"] < evaluation["noisy_input"]["mse"]["mean"]
     assert metrics["training"]["cache"]["trained"] is True
     assert metrics["comparison"] is None  # nothing earlier to compare with
-    assert metrics["content_digest"] == provenance.content_digest(finished_run.run_dir)
+    assert metrics["content_digest"] == provenance.content_digest(quick_build.run_dir)
 
 
-def test_sample_metrics_used_by_template_tests_match_a_real_run(finished_run):
+def test_sample_metrics_used_by_template_tests_match_a_real_run(quick_build):
     """tests/data/run/metrics.json stands in for a run in test_report; keep its shape real."""
 
     def shape(value):
@@ -120,31 +149,32 @@ def test_sample_metrics_used_by_template_tests_match_a_real_run(finished_run):
             return {key: shape(item) for key, item in value.items()}
         return type(value).__name__
 
-    real = results(finished_run.run_dir)
-    sample = provenance._without_run_specifics(json.loads((RUN_SAMPLE_DIR / "metrics.json").read_text()))
+    real = results(quick_build.run_dir)
+    sample = provenance._without_run_specifics(read_json(RUN_SAMPLE_DIR / "metrics.json"))
     real.pop("comparison")
     sample.pop("comparison", None)
     assert shape(sample) == shape(real)
 
 
-def test_rebuild_reuses_and_only_rerenders(finished_run, rebuilds):
+def test_rebuild_reuses_and_only_rerenders(quick_build, rebuilds):
     for rebuilt in rebuilds:
-        record = json.loads((rebuilt.run_dir / "run.json").read_text())
-        assert record["notebook"]["reused_from"] == finished_run.run_dir.name
+        record = read_json(rebuilt.run_dir / "run.json")
+        assert record["notebook"]["reused_from"] == quick_build.run_dir.name
         assert record["stages"]["notebook"]["seconds"] < 5
-        assert results(rebuilt.run_dir) == {**results(finished_run.run_dir), "comparison": results(rebuilt.run_dir)["comparison"]}
+        assert results(rebuilt.run_dir) == {**results(quick_build.run_dir), "comparison": results(rebuilt.run_dir)["comparison"]}
         assert "Modelo, cifras y figuras reutilizados" in pdf_text(rebuilt.run_dir / "report.pdf")
-    assert (finished_run.run_dir.parent / "latest").resolve() == rebuilds[-1].run_dir.resolve()
+    assert (rebuilds[-1].run_dir.parent / "latest").resolve() == rebuilds[-1].run_dir.resolve()
 
 
-def test_rebuild_compares_with_the_previous_run(finished_run, rebuilds):
-    comparison = json.loads((rebuilds[0].run_dir / "metrics.json").read_text())["comparison"]
-    assert comparison["baseline"] == finished_run.run_dir.name and comparison["regressions"] == []
+def test_rebuild_compares_with_the_previous_run(quick_build, rebuilds):
+    for earlier, rebuilt in zip([quick_build.run_dir, rebuilds[0].run_dir], rebuilds):
+        comparison = read_json(rebuilt.run_dir / "metrics.json")["comparison"]
+        assert comparison["baseline"] == earlier.name and comparison["regressions"] == []
     assert "Anexo A. Comparación con una ejecución anterior" in pdf_text(rebuilds[0].run_dir / "report.pdf")
 
 
 def test_unchanged_inputs_give_the_same_digest_and_pdf_but_for_identity_and_times(rebuilds):
-    first, second = (json.loads((r.run_dir / "metrics.json").read_text()) for r in rebuilds)
+    first, second = (read_json(r.run_dir / "metrics.json") for r in rebuilds)
     assert first["content_digest"] == second["content_digest"]
 
     assert neutral(pdf_text(rebuilds[0].run_dir / "report.pdf")) == neutral(
@@ -163,8 +193,6 @@ def neutral(text: str) -> str:
 @pytest.mark.parametrize("lang", ["es", "en"])
 @pytest.mark.parametrize("hour", [0, 9, 10, 23])
 def test_neutral_text_ignores_the_clock_at_every_hour(lang, hour):
-    from datetime import datetime
-
     from babel.dates import format_datetime
 
     one, other = (datetime(2026, 11, 27, hour, minute, second) for minute, second in ((41, 3), (7, 59)))
@@ -175,28 +203,29 @@ def test_neutral_text_ignores_the_clock_at_every_hour(lang, hour):
     assert neutral("0,0118") == "0,0118"  # numbers are not times
 
 
-def test_same_config_same_numbers(out, finished_run):
+def test_same_config_same_numbers(quick_build, quick_reports_copy):
     """Determinism: training again from scratch gives the same metrics to the last digit."""
-    again = build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR, retrain=True)
-    assert json.loads((again.run_dir / "metrics.json").read_text())["training"]["cache"]["reason"] == "retrain"
-    now, before = results(again.run_dir), results(finished_run.run_dir)
+    again = quick_again(quick_reports_copy, retrain=True)
+    assert read_json(again.run_dir / "metrics.json")["training"]["cache"]["reason"] == "retrain"
+    now, before = results(again.run_dir), results(quick_build.run_dir)
     now.pop("comparison"), before.pop("comparison")
     assert now == before
 
 
-def test_regression_writes_the_report_then_exits_1(out, rebuilds, tmp_path):
-    better = json.loads((rebuilds[0].run_dir / "metrics.json").read_text())
+def test_regression_writes_the_report_then_exits_1(quick_build, quick_reports_copy, tmp_path):
+    better = read_json(quick_build.run_dir / "metrics.json")
     better["evaluation"]["psnr_of_mean_mse"] += 1.0
-    (tmp_path / "metrics.json").write_text(json.dumps(better))
+    (tmp_path / "metrics.json").write_text(json.dumps(better), encoding="utf-8")
     with pytest.raises(QualityRegression, match="psnr_db") as raised:
-        build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR, compare_to=tmp_path / "metrics.json")
+        quick_again(quick_reports_copy, compare_to=tmp_path / "metrics.json")
     assert raised.value.exit_code == 1
-    run = sorted(out.glob("2*"), key=lambda p: p.stat().st_mtime)[-1]
+    (run,) = set(quick_reports_copy.glob("2*")) - {quick_reports_copy / quick_build.run_dir.name}
     assert (run / "report.pdf").is_file() and "▼" in pdf_text(run / "report.pdf")
-    assert json.loads((run / "run.json").read_text())["regressions"] == ["psnr_db"]
+    assert read_json(run / "run.json")["regressions"] == ["psnr_db"]
 
 
-def test_a_failing_notebook_leaves_failure_files_and_latest_alone(out, rebuilds, tmp_path, monkeypatch):
+def test_a_failing_notebook_leaves_failure_files_and_latest_alone(quick_reports_copy, tmp_path, monkeypatch):
+    out = quick_reports_copy
     latest = (out / "latest").resolve()
     # The lab notebook with a cell that fails after the parameters: a real cell in a real kernel.
     lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
@@ -205,17 +234,15 @@ def test_a_failing_notebook_leaves_failure_files_and_latest_alone(out, rebuilds,
     nbformat.write(lab, tmp_path / "lab.ipynb")
     monkeypatch.setattr(artifacts, "LAB_NOTEBOOK", tmp_path / "lab.ipynb")
     with pytest.raises(RunError, match="failed with ValueError: a cell that fails"):
-        build(config=load_config("quick"), out_dir=out, data_dir=SUBSET_DIR)
-    failed = sorted(out.glob("2*"), key=lambda p: p.stat().st_mtime)[-1]
-    assert "stage: notebook" in (failed / "failure.log").read_text()
-    assert "a cell that fails" in (failed / "failure.html").read_text()
-    assert json.loads((failed / "run.json").read_text())["status"] == "failed"
+        quick_again(out)
+    (failed,) = set(out.glob("2*")) - {latest}
+    assert "stage: notebook" in (failed / "failure.log").read_text(encoding="utf-8")
+    assert "a cell that fails" in (failed / "failure.html").read_text(encoding="utf-8")
+    assert read_json(failed / "run.json")["status"] == "failed"
     assert (out / "latest").resolve() == latest
 
 
 def test_run_folders_never_collide(tmp_path):
-    from datetime import datetime
-
     moment = datetime(2026, 1, 2, 3, 4, 5)
     first, second = create_run_dir(tmp_path, moment, "quick"), create_run_dir(tmp_path, moment, "quick")
     assert first.name == "20260102-030405-quick" and second.name == "20260102-030405-quick-2"
@@ -224,17 +251,18 @@ def test_run_folders_never_collide(tmp_path):
     assert (tmp_path / "latest").resolve() == second.resolve()
 
 
-def test_compare_reuses_the_builds_lab_model_and_reports(out, finished_run):
+def test_compare_reuses_the_builds_lab_model_and_reports(quick_build, quick_reports_copy):
     from pipeline.compare import compare_models
 
+    out = quick_reports_copy
     run = compare_models(config=load_config("quick"), models=["lab", "unet"], out_dir=out, data_dir=SUBSET_DIR)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = read_json(run / "metrics.json")
     lab, unet = metrics["models"]
-    assert lab["history"]["val_loss"] == json.loads((finished_run.run_dir / "metrics.json").read_text())["training"]["val_loss"]
+    assert lab["history"]["val_loss"] == read_json(quick_build.run_dir / "metrics.json")["training"]["val_loss"]
     assert unet["parameters"] > lab["parameters"] and len(unet["curve"]) == 7
     assert {p.stem for p in (run / "figures").glob("*.svg")} == {"models_loss_curves", "models", "models_generalisation"}
     assert "Comparación de modelos" in pdf_text(run / "report.pdf")
-    assert not (out / "latest").resolve() == run.resolve()  # a comparison is not a report run
+    assert (out / "latest").resolve().name == quick_build.run_dir.name  # a comparison is not a report run
 
 
 def _restored_folder(out: Path) -> None:
@@ -242,14 +270,14 @@ def _restored_folder(out: Path) -> None:
     drop links), beside a `dae-report compare` run of the same profile."""
     (out / "latest").mkdir(parents=True)
     record = {"run_id": "20260101-000000-quick", "command": "build", "profile": "quick", "status": "finished"}
-    (out / "latest" / "run.json").write_text(json.dumps(record))
-    (out / "latest" / "report.html").write_text("<p>the earlier report</p>")
+    (out / "latest" / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    (out / "latest" / "report.html").write_text("<p>the earlier report</p>", encoding="utf-8")
     comparison = out / "20260102-000000-compare"
     comparison.mkdir()
     record = {"run_id": comparison.name, "command": "compare", "profile": "quick", "status": "finished",
               "finished": "2026-01-02T00:00:00+00:00"}  # fmt: skip
-    (comparison / "run.json").write_text(json.dumps(record))
-    (comparison / "metrics.json").write_text(json.dumps({"models": [{"name": "lab"}]}))
+    (comparison / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    (comparison / "metrics.json").write_text(json.dumps({"models": [{"name": "lab"}]}), encoding="utf-8")
 
 
 @pytest.mark.slow
@@ -261,11 +289,11 @@ def test_latest_restored_as_a_copy_is_replaced_and_a_comparison_is_no_baseline(t
     (run,) = set(out.glob("2*-quick")) - {out / "20260101-000000-quick"}
     assert (out / "latest").is_symlink() and (out / "latest").resolve() == run.resolve()
     # The copy was a finished run: it is kept under its own name, and the build said so.
-    assert (out / "20260101-000000-quick" / "report.html").read_text() == "<p>the earlier report</p>"
+    assert (out / "20260101-000000-quick" / "report.html").read_text(encoding="utf-8") == "<p>the earlier report</p>"
     note = f"      latest was a copy of run 20260101-000000-quick, not a link: kept as 20260101-000000-quick/; latest → {run.name}"
     assert note in result.stderr.splitlines()
     assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == [".cache"]
-    assert json.loads((run / "metrics.json").read_text())["comparison"] is None  # not the comparison
+    assert json.loads((run / "metrics.json").read_text(encoding="utf-8"))["comparison"] is None  # not the comparison
     assert "--compare-to" not in result.stderr
 
 
@@ -277,12 +305,12 @@ def test_latest_that_is_not_a_copy_of_a_run_fails_before_any_work(tmp_path, late
     out = tmp_path / "reports"
     out.mkdir()
     if latest == "a file":
-        (out / "latest").write_text("notes")
+        (out / "latest").write_text("notes", encoding="utf-8")
     else:
         (out / "latest").mkdir()
-        (out / "latest" / "notes.txt").write_text("mine")
+        (out / "latest" / "notes.txt").write_text("mine", encoding="utf-8")
         if latest == "a copy of a failed run":
-            (out / "latest" / "run.json").write_text('{"status": "failed"}')
+            (out / "latest" / "run.json").write_text('{"status": "failed"}', encoding="utf-8")
     result = dae_report("build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     kind = "file" if latest == "a file" else "folder"
@@ -311,7 +339,7 @@ def test_mark_latest_leaves_no_temporary_link_when_the_rename_fails(tmp_path, mo
     # A copy in latest's place goes back there if the link cannot replace it.
     (tmp_path / "latest").unlink()
     (tmp_path / "latest").mkdir()
-    (tmp_path / "latest" / "run.json").write_text('{"status": "finished", "run_id": "20260101-000000-quick"}')
+    (tmp_path / "latest" / "run.json").write_text('{"status": "finished", "run_id": "20260101-000000-quick"}', encoding="utf-8")
     with pytest.raises(OutputError):
         mark_latest(second)
     assert (tmp_path / "latest" / "run.json").is_file()

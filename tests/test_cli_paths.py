@@ -3,42 +3,13 @@ paths. papermill runs the kernel inside the run folder, so a path relative to wh
 typed the command must be made absolute before that (the bug that broke `make report`)."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SUBSET_DIR, TESTS_DIR
-
-DAE_REPORT = Path(sys.executable).parent / "dae-report"
-# Every stage on a few hundred real images, one epoch: the paths are under test, not the model.
-TINY = [
-    "--profile", "quick",
-    "--set", "data.train_limit=600", "--set", "data.test_limit=200", "--set", "training.epochs=1",
-    "--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false",
-]  # fmt: skip
-
-
-def dae_report(*arguments: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items() if key != "DAE_DATA_DIR"}
-    environment.update(env or {})
-    return subprocess.run(
-        [str(DAE_REPORT), *arguments], cwd=cwd, env=environment, capture_output=True,
-        text=True, encoding="utf-8", timeout=900,
-    )  # fmt: skip
-
-
-def assert_finished(reports: Path, result: subprocess.CompletedProcess) -> Path:
-    assert result.returncode == 0, result.stderr[-3000:]
-    latest = reports / "latest"
-    assert latest.is_symlink() and latest.is_dir(), sorted(p.name for p in reports.iterdir())
-    for name in ("report.html", "report.pdf", "answer-key.ipynb", "metrics.json", "run.json"):
-        assert (latest / name).stat().st_size > 0, name
-    assert json.loads((latest / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
-    return latest.resolve()
+from tests.conftest import DAE_REPORT, SUBSET_DIR, TESTS_DIR, TINY, assert_finished, dae_report  # noqa: F401 (until every test imports conftest)
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def test_unknown_profile():
 
 def test_toml_file_then_set(tmp_path):
     path = tmp_path / "course.toml"
-    path.write_text('seed = 5\n[training]\nepochs = 3\n[report]\ntitle = "Curso"\n')
+    path.write_text('seed = 5\n[training]\nepochs = 3\n[report]\ntitle = "Curso"\n', encoding="utf-8")
     config = load_config("quick", path, ["training.epochs=4"])
     assert (config.seed, config.training.epochs, config.report.title) == (5, 4, "Curso")
     assert config.data.train_limit == 4000  # the profile still applies under the file
@@ -99,7 +99,7 @@ def test_toml_file_then_set(tmp_path):
 )
 def test_bad_toml_files(tmp_path, text, message):
     path = tmp_path / "bad.toml"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_config(config_file=path)
 

@@ -21,7 +21,7 @@ def test_each_figure_is_saved_as_png_and_svg(tmp_path, draw, name):
     png = draw(tmp_path)
     assert png == tmp_path / f"{name}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    svg = (tmp_path / f"{name}.svg").read_text()
+    svg = (tmp_path / f"{name}.svg").read_text(encoding="utf-8")
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
 
 

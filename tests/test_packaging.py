@@ -59,7 +59,7 @@ def _build_isolation() -> list[str]:
     offline); otherwise in pip's isolated environment, as `make install` does."""
     from packaging.requirements import Requirement
 
-    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
     for text in requires:
         requirement = Requirement(text)
         try:
@@ -94,7 +94,7 @@ def installed(tmp_path_factory) -> SimpleNamespace:
     site_packages = Path(run([python, "-c", _PURELIB], cwd=root).stdout.strip())
     ours = sorted({sysconfig.get_paths()[key] for key in ("purelib", "platlib")})
     pth = site_packages / "_dae_report_test_dependencies.pth"
-    pth.write_text("".join(f"{folder}\n" for folder in ours))
+    pth.write_text("".join(f"{folder}\n" for folder in ours), encoding="utf-8")
 
     elsewhere = root / "elsewhere"  # not the checkout: nothing to import `pipeline` from there
     elsewhere.mkdir()
