@@ -94,10 +94,53 @@ def test_the_lab_marks_its_solutions_and_answers():
     assert untagged_code == []  # every code cell says what the handout does with it
 
 
-def test_handout_runs_in_a_kernel(tmp_path):
-    """The student's notebook opens and runs as handed out (placeholders are comments)."""
+def _printed(cell) -> str:
+    return "".join(output.text for output in cell.outputs if output.get("name") == "stdout")
+
+
+def _shown(cell) -> list[list[str]]:
+    """What a cell displayed besides printed text: the kinds of each figure or table."""
+    return [sorted(output.data) for output in cell.outputs if output.output_type == "display_data"]
+
+
+def _solutions_before_training(cells) -> list[str]:
+    """Ids of the solution cells of sections 0-3: the lab up to "Sección 4" (split and training)."""
+    ids = []
+    for cell in cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## Sección 4 "):
+            return ids
+        if cell.cell_type == "code" and notebook.SOLUTION in cell.metadata.get("tags", []):
+            ids.append(cell.id)
+    raise AssertionError("the lab has no Sección 4")
+
+
+def test_a_student_can_start_from_the_handout(quick_build, tmp_path, monkeypatch):
+    """The handout keeps every cell a student writes, in the key's order, and nothing the key's
+    solutions need lives only in the cells it leaves out: with the key's own code written into
+    the placeholders of sections 0-3 (up to training, to stay fast), the handout runs in a kernel
+    and prints and shows, cell for cell, what the shared build's answer key did. The placeholders
+    left (sections 4 on) run as the comments they are."""
     from nbclient import NotebookClient
 
-    student = notebook.handout("es")
-    NotebookClient(student, kernel_name="python3", timeout=60).execute()
-    assert all(cell.execution_count for cell in student.cells if cell.cell_type == "code")
+    key = nbformat.read(quick_build.run_dir / "answer-key.ipynb", as_version=4)
+    key_cells, student = _by_id(key), notebook.handout("es")
+    written = _solutions_before_training(key.cells)
+    for cell_id in written:
+        _by_id(student)[cell_id].source = key_cells[cell_id].source  # KeyError: no place for it
+    # the build's parameters (data folder, config) come first, as papermill put them in the key
+    parameters = [c for c in key.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    student.cells[:0] = parameters
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # the build's kernel setting; figures land in tmp_path
+    in_tmp = {"metadata": {"path": str(tmp_path)}}
+    client = NotebookClient(student, kernel_name="python3", timeout=300, resources=in_tmp)
+    client.execute()  # raises at the first cell that fails
+
+    ran = _by_id(student)
+    assert [c.id for c in student.cells if c.id in written] == written  # in the key's order
+    for cell_id in written:
+        assert _printed(ran[cell_id]) == _printed(key_cells[cell_id]), cell_id
+        assert _shown(ran[cell_id]) == _shown(key_cells[cell_id]), cell_id
+    after = student.cells[len(parameters) :]
+    left = [c for c in after if c.cell_type == "code" and c.id not in written]
+    assert left and all(c.source == "# TU CÓDIGO AQUÍ" for c in left)
+    assert all(c.execution_count and not c.outputs for c in left)
