@@ -1,3 +1,6 @@
+import sys
+import types
+
 import numpy as np
 import pytest
 
@@ -58,5 +61,33 @@ def test_every_method_beats_the_noisy_input_and_correction_helps_averaging_filte
     assert examples["nl_means/corrected"].shape == (6, 28, 28, 1)
 
 
-def test_bm3d_is_optional():
-    assert isinstance(baselines.bm3d_available(), bool)
+def test_without_the_bm3d_package_the_baselines_run_and_leave_bm3d_out(images, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # what Python does when it is not installed
+    val, test = images
+    rows, examples = baselines.run(val, test, 0.4, methods=[baselines.method("gaussian")])
+    assert not baselines.bm3d_available()
+    assert {row["method"] for row in rows} == {"gaussian"}
+    assert set(examples) == {"gaussian/as_is", "gaussian/corrected"}
+
+
+def test_with_the_bm3d_package_bm3d_runs_on_its_stated_subset(images, monkeypatch):
+    """An importable `bm3d` (a stand-in module: the package itself is not installed here) is
+    called per image with each sigma of its grid, and BM3D gets its rows on the first
+    `bm3d_images` test images."""
+    calls = []
+
+    def fake_bm3d(image, sigma_psd):
+        calls.append((image.shape, sigma_psd))
+        return image * 0.9
+
+    monkeypatch.setitem(sys.modules, "bm3d", types.SimpleNamespace(bm3d=fake_bm3d))
+    val, test = images
+    gaussian = [baselines.method("gaussian")]
+    rows, examples = baselines.run(val, test, 0.4, methods=gaussian, bm3d_images=7)
+    assert baselines.bm3d_available()
+    bm3d_rows = [row for row in rows if row["method"] == "bm3d"]
+    assert [row["variant"] for row in bm3d_rows] == ["as_is", "corrected"]
+    assert all(row["images"] == 7 and row["parameter"] == "sigma" for row in bm3d_rows)
+    assert {shape for shape, _ in calls} == {(28, 28)}
+    assert {sigma for _, sigma in calls} == set(baselines.BM3D.grid)
+    assert examples["bm3d/as_is"].shape == (6, 28, 28, 1)
