@@ -109,7 +109,7 @@ def noise_effect(clean: np.ndarray, noisy: np.ndarray, chunk: int = 4096) -> dic
         "clean_black": black / n,
         "added_mean": float(added_mean),
         "added_std": added_std,
-        "snr_db": float(10.0 * np.log10(totals[1] / totals[5])),
+        "snr_db": float(10.0 * np.log10(totals[1] / totals[5])) if totals[5] else float("inf"),
     }
 
 

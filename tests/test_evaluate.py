@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,14 @@ def test_anomaly_threshold_comes_from_validation():
     assert result["count"] == 2 and [item["index"] for item in result["images"]] == [2, 1]
     assert result["by_class"][3] == {"label": 3, "name": "Dress", "count": 2, "share_of_class": 1.0}
     assert result["edge_ratio"] == pytest.approx(3.0 / 2.0)
+
+
+def test_value_range_of_clean_images_warns_nothing():
+    """It is printed in the answer key: a RuntimeWarning there (divide by zero in the SNR of
+    images against themselves) would be shown to every student."""
+    images = np.linspace(0, 1, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = evaluate.value_range(images)
+    assert summary["min"] == 0.0 and summary["max"] == 1.0
+    assert evaluate.noise_effect(images, images)["snr_db"] == float("inf")
