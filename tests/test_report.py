@@ -2,10 +2,11 @@
 
 import copy
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import jinja2
 import pytest
+from pypdf import PdfReader
 
 from pipeline import artifacts, report
 from tests.conftest import RUN_SAMPLE_DIR
@@ -130,7 +131,7 @@ def test_user_text_is_escaped(values):
 
 def test_course_details_and_logo_on_the_cover(values, tmp_path):
     logo = tmp_path / "logo.svg"
-    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', encoding="utf-8")
     values["config"]["report"].update(
         course="Aprendizaje profundo", instructor="Ana Pérez", institution="Uniminuto",
         date="1 de diciembre de 2026", logo=str(logo),
@@ -165,7 +166,7 @@ def test_number_filter(value, digits, locale, expected):
 
 def test_context_reads_the_run_folder(tmp_path):
     (tmp_path / "figures").mkdir()
-    (tmp_path / "figures" / "loss_curves.svg").write_text("<svg/>")
+    (tmp_path / "figures" / "loss_curves.svg").write_text("<svg/>", encoding="utf-8")
     for name in ("metrics.json", "config.json"):
         (tmp_path / name).write_bytes((RUN_SAMPLE_DIR / name).read_bytes())
     context = report.context(tmp_path, "run-1", datetime(2026, 11, 25, 9, 5))
@@ -173,3 +174,42 @@ def test_context_reads_the_run_folder(tmp_path):
     assert context["course"]["date"] == "25 de noviembre de 2026"
     assert context["figures"]["loss_curves"] == "data:image/svg+xml;base64,PHN2Zy8+"
     assert context["metrics"]["model"]["parameters"] == 74497
+
+
+# --- The PDF of a real build (the suite's shared quick build) ---
+
+
+def pdf_date(text: str) -> datetime:
+    """A PDF date, D:YYYYmmddHHMMSS then Z or ±HH'MM', as an aware datetime."""
+    match = re.fullmatch(r"D:(\d{14})(?:(Z)|([+-])(\d\d)'(\d\d)'?)", text)
+    assert match, text
+    offset = timedelta(0) if match[2] else timedelta(hours=int(match[4]), minutes=int(match[5]))
+    offset = -offset if match[3] == "-" else offset
+    return datetime.strptime(match[1], "%Y%m%d%H%M%S").replace(tzinfo=timezone(offset))
+
+
+def test_pdf_dates_are_the_runs_start(quick_build):
+    """README: the PDF (and metrics.json and config.json attached in it) carry the run's start,
+    so unchanged inputs give the same PDF apart from the run's identity."""
+    started = datetime.fromisoformat(artifacts.read_json(quick_build.run_dir / "run.json")["started"])
+    reader = PdfReader(quick_build.run_dir / "report.pdf")
+    assert pdf_date(reader.metadata["/CreationDate"]) == started
+    assert pdf_date(reader.metadata["/ModDate"]) == started
+    names = reader.trailer["/Root"]["/Names"]["/EmbeddedFiles"]["/Names"]
+    attached = {name: spec.get_object()["/EF"]["/F"]["/Params"] for name, spec in zip(names[::2], names[1::2])}
+    assert sorted(attached) == ["config.json", "metrics.json"]
+    for params in attached.values():
+        assert pdf_date(params["/CreationDate"]) == pdf_date(params["/ModDate"]) == started
+
+
+def test_the_contents_page_gives_the_page_each_section_starts_on(quick_build):
+    reader = PdfReader(quick_build.run_dir / "report.pdf")
+    pages = [page.extract_text().splitlines() for page in reader.pages]
+    contents = next(number for number, lines in enumerate(pages) if "Índice" in lines)
+    entries = [re.fullmatch(r"(.+?) ?\.{3,}\s*(\d+)", line) for line in pages[contents]]
+    listed = {entry[1]: int(entry[2]) for entry in entries if entry}
+    appendices = ["Anexo A. Comparación con una ejecución anterior", "Anexo B. Procedencia de la ejecución"]
+    assert list(listed) == SECTION_TITLES["es"] + appendices, pages[contents]
+    for title, number in listed.items():  # the page (1-based) whose text first has the heading
+        starts = next(index + 1 for index in range(contents + 1, len(pages)) if title in pages[index])
+        assert number == starts, title
