@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from pathlib import Path
 
 
@@ -74,7 +75,17 @@ def cpu_name() -> str:
 
 
 def resources() -> dict:
-    """This process's peak resident memory (the notebook kernel's, where the lab runs)."""
+    """This process's peak resident memory (the notebook kernel's, where the lab runs): Linux's
+    VmHWM, not ru_maxrss, which Linux carries over from the parent across exec (a kernel started
+    by a larger build process would report the build's peak)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return {"peak_rss_bytes": int(line.split()[1]) * 1024}
+    except OSError:
+        pass  # not Linux: ru_maxrss is the best there is (bytes on macOS, kB elsewhere)
     import resource
 
-    return {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_rss_bytes": peak if sys.platform == "darwin" else peak * 1024}

@@ -138,11 +138,10 @@ def test_cpu_name_without_a_model_name_line_is_what_platform_knows(tmp_path):
     assert cpu_name_with("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n", tmp_path) == expected
 
 
-def test_peak_memory_is_the_process_high_water_mark_in_bytes():
-    """The kernel's own figure (VmHWM in /proc/self/status, kB) after 256 MiB were touched.
-
-    Linux carries a parent's peak into a child across exec, so the measured process is started
-    by a small Python in between, not by this (large) pytest process."""
+def test_peak_memory_is_the_process_own_not_its_parents():
+    """The kernel's own high-water mark (VmHWM, kB in /proc/self/status) after 256 MiB were
+    touched, even when the process that started it had touched 768 MiB first: Linux carries a
+    parent's ru_maxrss into the child across exec, as the build's into the notebook kernel."""
     script = (
         "import json\nfrom pipeline import environment\n"
         "block = bytearray(256 * 2**20)\n"
@@ -150,10 +149,13 @@ def test_peak_memory_is_the_process_high_water_mark_in_bytes():
         "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
         "print(json.dumps([peak, int(hwm.split()[1]) * 1024]))\n"
     )
-    between = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
-    command = [sys.executable, "-c", between, sys.executable, "-c", script]
+    larger_parent = (
+        "import subprocess, sys\nblock = bytearray(768 * 2**20)\n"
+        "sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+    )
+    command = [sys.executable, "-c", larger_parent, sys.executable, "-c", script]
     result = subprocess.run(command, capture_output=True, encoding="utf-8", timeout=60)
     assert result.returncode == 0, result.stderr
     peak, high_water_mark = json.loads(result.stdout)
-    assert peak >= 256 * 2**20
+    assert 256 * 2**20 <= peak < 768 * 2**20
     assert abs(peak - high_water_mark) <= 4 * 2**20
