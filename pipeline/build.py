@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline import artifacts, cache, data, gate, glyphs, notebook, provenance, report
 from pipeline.config import Config
-from pipeline.errors import DaeReportError, OutputError, QualityRegression
+from pipeline.errors import DaeReportError, OutputError, QualityRegression, RunError
 from pipeline.progress import format_duration, terminal
 
 
@@ -139,10 +139,10 @@ def build(
             with stages.run("handout") as stage:
                 stage.detail = write_handout(run_dir, config, started)
     except BaseException as error:
-        write_failure(run_dir, stages.current, error, config.report.lang)
-        if record is not None:
-            record.finish("failed", error=error)
-        raise
+        replacement = end_failed_run(run_dir, record, stages.current, error, config.report.lang)
+        if replacement is error:
+            raise
+        raise replacement from error
     if earlier is None:  # a reused run points back to the run that executed the notebook
         cache.remember_notebook(cache_root, notebook_key, run_dir)
     regressions = comparison["regressions"] if comparison else []
@@ -394,6 +394,25 @@ def describe(error: BaseException) -> str:
     if isinstance(error, DaeReportError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def end_failed_run(
+    run_dir: Path, record: RunRecord | None, stage: str | None, error: BaseException, lang: str
+) -> BaseException:
+    """Leave a failed run as the exit codes promise, and return the error to raise.
+
+    Before run.json exists (a full disk, a folder that turned read-only) there is no run: its
+    folder goes, so exit 2 leaves none. Otherwise failure.log, failure.html and run.json say which
+    stage failed; an error that is not ours (a WeasyPrint or Keras exception) becomes a RunError
+    whose one line names the stage, exit 3."""
+    if record is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return error
+    write_failure(run_dir, stage, error, lang)
+    record.finish("failed", error=error)
+    if isinstance(error, Exception) and not isinstance(error, DaeReportError):
+        return RunError(f"the {stage} stage failed: {describe(error)} (--debug shows the traceback)")
+    return error
 
 
 def write_failure(run_dir: Path, stage: str | None, error: BaseException, lang: str) -> None:

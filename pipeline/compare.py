@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import artifacts, baselines, cache, data, evaluate, figures, i18n, noise, report
-from pipeline.build import RunRecord, Stages, cover_warnings, create_run_dir, write_failure
+from pipeline.build import RunRecord, Stages, cover_warnings, create_run_dir, end_failed_run
 from pipeline.config import Config, ModelConfig
 from pipeline.progress import StderrInto, format_duration, terminal
 
@@ -92,8 +92,12 @@ def compare_models(
         dataset = data.load(folder)
         stage.detail = f"{folder} (verified)"
     run_dir = create_run_dir(out_dir, started, "compare")
-    record = RunRecord(run_dir, config, started, stages, command="compare")
-    artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
+    record = None
+    try:
+        record = RunRecord(run_dir, config, started, stages, command="compare")
+        artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
+    except BaseException as error:
+        raise end_failed_run(run_dir, record, stages.current, error, config.report.lang)
     _ = i18n.gettext(config.report.lang)
     # TensorFlow runs in this process: from its import on, what it writes to stderr goes to
     # the run's kernel.log, as a build's kernel's does; the stages still reach the terminal.
@@ -164,9 +168,10 @@ def compare_models(
             pages = report.write_pdf(html, run_dir / artifacts.REPORT_PDF, run_dir, [run_dir / artifacts.METRICS], started)
             stage.detail = f"{artifacts.REPORT_HTML}, {artifacts.REPORT_PDF} ({pages} pages)"
     except BaseException as error:
-        write_failure(run_dir, stages.current, error, config.report.lang)
-        record.finish("failed", error=error)
-        raise
+        replacement = end_failed_run(run_dir, record, stages.current, error, config.report.lang)
+        if replacement is error:
+            raise
+        raise replacement from error
     finally:
         tensorflow_log.close()
     record.finish("finished")
