@@ -7,10 +7,9 @@ import subprocess
 
 import pytest
 
-from pipeline import cli, compare
+from pipeline import cache, cli, compare
 from pipeline.config import load_config
-from tests.conftest import SUBSET_DIR
-from tests.test_cli_paths import DAE_REPORT, TINY
+from tests.conftest import DAE_REPORT, SUBSET_DIR, TINY, dae_report
 
 
 def test_lab_keeps_the_labs_recipe_and_others_their_own():
@@ -28,12 +27,28 @@ def test_quick_profile_keeps_its_epochs_and_std_range_changes_only_the_noise():
     assert quick.noise.std_range == (0.1, 0.7) and quick.noise.std == 0.4
 
 
-def test_cli_reaches_compare_models(monkeypatch, tmp_path):
-    calls = []
-    monkeypatch.setattr("pipeline.compare.compare_models", lambda **kwargs: calls.append(kwargs))
-    assert cli.main(["compare", "--models", "lab,unet", "--std-range", "0.1,0.7", "--out", str(tmp_path)]) == 0
-    (call,) = calls
-    assert call["models"] == ["lab", "unet"] and call["std_range"] == (0.1, 0.7)
+@pytest.mark.slow
+def test_std_range_trains_the_first_model_again_on_random_levels_and_tests_at_std(tmp_path):
+    """`compare --std-range 0.1,0.7`: the first model is trained twice, the second time on a std
+    drawn per image (its cached record says so, and its losses differ); the test noise keeps the
+    config's std 0.4 (as recorded: one tiny epoch is too little to tell the levels by the PSNR)."""
+    result = dae_report(
+        "compare", *TINY, "--models", "lab", "--std-range", "0.1,0.7",
+        "--data-dir", str(SUBSET_DIR), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / "reports").glob("*-compare")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    fixed, ranged = metrics["models"]
+    assert (fixed["name"], fixed["std_range"]) == ("lab", None)
+    assert (ranged["name"], ranged["std_range"]) == ("lab+std_range", [0.1, 0.7])
+    assert metrics["noise"]["std"] == 0.4
+    assert ranged["history"]["loss"] != fixed["history"]["loss"]  # other training noise
+    trained = {}  # what each cached model was trained with
+    for entry in (tmp_path / "reports" / cache.CACHE_DIR / "models").iterdir():
+        noise = cache.check_model(entry)["inputs"]["config"]["noise"]
+        trained[None if noise["std_range"] is None else tuple(noise["std_range"])] = noise["std"]
+    assert trained == {None: 0.4, (0.1, 0.7): 0.4}
 
 
 @pytest.mark.parametrize("argv", [["compare", "--models", "vgg"], ["compare", "--std-range", "0.7,0.1"]])
@@ -55,7 +70,8 @@ def test_compare_keeps_the_terminal_to_its_own_lines(tmp_path):
     try:
         result = subprocess.run(
             [str(DAE_REPORT), "compare", *TINY, "--models", "lab", "--data-dir", str(SUBSET_DIR), "--out", str(reports)],
-            cwd=tmp_path, env=environment, stdout=write, stderr=subprocess.PIPE, text=True, timeout=600,
+            cwd=tmp_path, env=environment, stdout=write, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", timeout=600,
         )  # fmt: skip
     finally:
         os.close(write)
@@ -65,6 +81,6 @@ def test_compare_keeps_the_terminal_to_its_own_lines(tmp_path):
     own = re.compile(r"\[\d/4\] (data|lab|figures|report) |done in ")
     assert [line for line in lines if not own.match(line)] == []
     (run,) = reports.glob("*-compare")
-    record = json.loads((run / "run.json").read_text())
+    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert record["status"] == "finished" and record["command"] == "compare"
     assert (run / "kernel.log").is_file()

@@ -3,10 +3,10 @@ damage: no traceback, no half-written report marked `latest`, no earlier run tou
 
 The table is the contract; README "Exit codes" and the issue note list the same cases."""
 
-import errno
 import gzip
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
+import textwrap
 import time
 import zlib
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli
-from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR, TESTS_DIR
+from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR, TESTS_DIR, TINY
 
 
 def _rewrite(path, transform):
@@ -38,7 +39,8 @@ def _data(damage):
 
 def _write(name, text):
     def setup(case):
-        (case.tmp / name).mkdir() if text is None else (case.tmp / name).write_text(text)
+        path = case.tmp / name
+        path.mkdir() if text is None else path.write_text(text, encoding="utf-8")
     return setup
 
 
@@ -71,12 +73,12 @@ def _link(name, target):
 
 def _baseline(text):
     """--compare-to {tmp}/baseline.json holding `text`."""
-    return lambda case: (case.tmp / "baseline.json").write_text(text)
+    return lambda case: (case.tmp / "baseline.json").write_text(text, encoding="utf-8")
 
 
 def _metric(path, raw):
     """A real metrics.json whose value at `path` is the JSON text `raw` (NaN, 400 digits...)."""
-    metrics = json.loads((RUN_SAMPLE_DIR / "metrics.json").read_text())
+    metrics = json.loads((RUN_SAMPLE_DIR / "metrics.json").read_text(encoding="utf-8"))
     table = metrics
     for key in path[:-1]:
         table = table[key]
@@ -166,11 +168,8 @@ CASES = [
     ("label outside 0-9", [], _data(lambda d: _rewrite(d / LABELS, lambda r: r[:-1] + b"\x0c")), 2, "label 12 is outside 0-9"),
     ("digest mismatch", [], _data(lambda d: _rewrite(d / IMAGES, lambda r: r[:-1] + bytes([r[-1] ^ 1]))), 2, "does not match the published Fashion-MNIST"),
     ("data folder is a file", ["--data-dir", "{tmp}/file"], _write("file", ""), 2, "is a file, not a folder"),
-    ("data folder unreadable", [], lambda case: case.patch("pipeline.data._readable", lambda folder: False), 2, "cannot be read (permission denied)"),
     # output
     ("--out is a file", ["--out", "{tmp}/out-file"], _write("out-file", ""), 2, "is a file, not a folder"),
-    ("--out not writable", [], lambda case: case.patch("pipeline.build._writable", lambda folder: False), 2, "is not writable"),
-    ("disk full", [], lambda case: case.patch("pipeline.artifacts.open", _disk_full, raising=False), 2, "No space left on device"),
     # not a regular file (a FIFO blocks the reader: those cases are subprocesses, HOSTILE_FILES)
     ("--config is a socket", ["--config", "{tmp}/socket.toml"], _socket("socket.toml"), 2, "config file is a socket, not a regular file: "),
     ("logo is a folder", ["--set", "report.logo={tmp}/logo.png"], _write("logo.png", None), 2, "report.logo is a directory, not a regular file: "),
@@ -188,6 +187,8 @@ CASES = [
     ("--compare-to: a JSON array", ["--compare-to", "{tmp}/baseline.json"], _baseline("[1, 2, 3]"), 2, "not a dae-report metrics.json ($ must be a JSON object, got [1, 2, 3])"),
     ("--compare-to: no val_loss history", ["--compare-to", "{tmp}/baseline.json"], _metric(VAL_LOSS, "[]"), 2, "($.training.val_loss must be a non-empty list of finite numbers, got [])"),
     ("--compare-to: 17 MB", ["--compare-to", "{tmp}/baseline.json"], _baseline(" " * 17_000_000 + "{}"), 2, "--compare-to is larger than 16 MiB: "),
+    ("config over 1 MiB", ["--config", "{tmp}/big.toml"], _write("big.toml", "#" * 2**20 + "\nseed = 7\n"), 2, "config file is larger than 1 MiB: "),
+    ("logo over 10 MiB", ["--set", "report.logo={tmp}/logo.png"], lambda case: (case.tmp / "logo.png").write_bytes(bytes(10 * 2**20 + 1)), 2, "report.logo is larger than 10 MiB: "),
     # the logo, parsed when the config is loaded
     ("logo: 0-byte PNG", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", b""), 2, "logo.png is empty, not a PNG, JPEG or SVG image"),
     ("logo: truncated PNG", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", _png(cut=45)), 2, "logo.png is a damaged PNG image ("),
@@ -200,22 +201,12 @@ CASES = [
 ]
 
 
-def _disk_full(*args, **kwargs):
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-# Every case fails before any training; should one regress, the run it starts is a small one.
-TINY = [
-    "--profile", "quick",
-    "--set", "data.train_limit=600", "--set", "data.test_limit=200", "--set", "training.epochs=1",
-    "--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false",
-]  # fmt: skip
-
-
 class Case:
-    def __init__(self, tmp: Path, monkeypatch=None):
+    """A copy of the data and an output folder in `tmp`. Every case fails before any training
+    (TINY options): should one regress, the run it starts is a small one."""
+
+    def __init__(self, tmp: Path):
         self.tmp, self.data, self.out = tmp, tmp / "data", tmp / "reports"
-        self.patch = monkeypatch.setattr if monkeypatch else None
 
     def argv(self, extra):
         base = ["build", *TINY, "--data-dir", str(self.data), "--out", str(self.out)]
@@ -223,13 +214,15 @@ class Case:
 
 
 # The output folder is checked when the run folder is made, after the data stage said its line.
-AFTER_THE_DATA_STAGE = {"--out is a file", "--out not writable", "disk full"}
+AFTER_THE_DATA_STAGE = {"--out is a file"}
 
 
 @pytest.mark.parametrize("name, extra, setup, code, message", CASES, ids=[case[0] for case in CASES])
-def test_bad_input_is_one_line_and_leaves_nothing_finished(tmp_path, monkeypatch, capsys, name, extra, setup, code, message):
+def test_bad_input_is_one_line_and_leaves_nothing_finished(
+    tmp_path, capsys, name, extra, setup, code, message
+):
     shutil.copytree(SUBSET_DIR, tmp_path / "data")
-    case = Case(tmp_path, monkeypatch)
+    case = Case(tmp_path)
     if setup:
         setup(case)
     assert cli.main(case.argv(extra)) == code
@@ -270,7 +263,7 @@ def test_special_and_endless_files_fail_at_once_in_one_line(tmp_path, name, extr
     setup(case)
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", *case.argv(extra)], capture_output=True, text=True,
-        timeout=60, preexec_fn=_cap_memory,
+        encoding="utf-8", timeout=60, preexec_fn=_cap_memory,
     )  # fmt: skip
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
@@ -278,73 +271,255 @@ def test_special_and_endless_files_fail_at_once_in_one_line(tmp_path, name, extr
     assert not (case.out / "latest").exists()
 
 
-def test_the_matrix_covers_at_least_66_cases():
-    assert len(CASES) + len(HOSTILE_FILES) + len(RUN_FAULTS) >= 66
+# Folders the tool may not read or write, and a disk that is full: real ones, in a child process.
+# As root, permissions bind only without the capabilities that bypass them, so the child drops
+# those (setpriv); a full disk is a 64 KiB tmpfs, filled, mounted over the output folder in a
+# mount namespace of the child's own (unshare: the machine's mounts are not touched).
+DAC = "-dac_override,-dac_read_search"
+UNPRIVILEGED = ["setpriv", f"--inh-caps={DAC}", f"--bounding-set={DAC}"]
+FULL_DISK = (  # $0: the output folder; "$@": the command. Its listing stays when the mount goes.
+    'mount -t tmpfs -o size=64k tmpfs "$0" && { head -c 1M /dev/zero >"$0/.filler"; } 2>/dev/null;'
+    ' "$@"; code=$?; ls -A "$0" >"$0.listing"; exit $code'
+)
+
+
+def _without_privileges(case) -> dict:
+    if os.geteuid() != 0:
+        return {}
+    if not shutil.which("setpriv"):
+        pytest.skip("as root, permissions bind only without CAP_DAC_OVERRIDE: needs setpriv")
+    return {"prefix": UNPRIVILEGED}
+
+
+def _full_disk(case) -> dict:
+    case.out.mkdir()
+    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
+    probe = subprocess.run(
+        [*unshare, "mount", "-t", "tmpfs", "tmpfs", str(case.out)],
+        capture_output=True, text=True, encoding="utf-8",
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace for a small tmpfs here: {probe.stderr.strip()}")
+    return {"prefix": [*unshare, "sh", "-c", FULL_DISK, str(case.out)]}
+
+
+def _file_size_limit(case) -> dict:
+    return {"preexec_fn": lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))}
+
+
+def _mode(name, mode):
+    def setup(case):
+        (case.tmp / name).mkdir(exist_ok=True)
+        (case.tmp / name).chmod(mode)
+    return setup
+
+
+# (case, extra arguments, setup, how the child runs, message); all exit 2.
+FILESYSTEM = [
+    ("data folder unreadable", [], _mode("data", 0), _without_privileges, "data folder {tmp}/data cannot be read (permission denied)"),
+    ("data file unreadable", [], lambda case: (case.data / IMAGES).chmod(0), _without_privileges,
+     f"{{tmp}}/data/{IMAGES} cannot be read (permission denied)"),
+    ("--out not writable", [], _mode("reports", 0o555), _without_privileges, "is not writable"),
+    ("--out in a folder that is not writable", ["--out", "{tmp}/locked/reports"], _mode("locked", 0o555), _without_privileges,
+     "cannot create the output folder {tmp}/locked/reports: Permission denied"),
+    ("disk full", [], None, _full_disk, "No space left on device"),
+    ("file size limit (RLIMIT_FSIZE)", [], None, _file_size_limit, "File too large"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, extra, setup, child, message", FILESYSTEM, ids=[case[0] for case in FILESYSTEM]
+)
+def test_unreadable_unwritable_or_full_folders_are_one_line_exit_2(
+    tmp_path, name, extra, setup, child, message
+):
+    shutil.copytree(SUBSET_DIR, tmp_path / "data")
+    case = Case(tmp_path)
+    if setup:
+        setup(case)
+    how = child(case)
+    try:
+        result = subprocess.run(
+            [*how.get("prefix", []), sys.executable, "-m", "pipeline", *case.argv(extra)],
+            capture_output=True, text=True, encoding="utf-8", timeout=120,
+            preexec_fn=how.get("preexec_fn"),
+        )  # fmt: skip
+    finally:
+        for folder in (case.data, case.out, tmp_path / "locked"):
+            if folder.is_dir():
+                folder.chmod(0o755)  # pytest can remove it again
+    *said, error = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert error.startswith("dae-report: error: ") and message.format(tmp=tmp_path) in error, error
+    assert all(line.startswith(("[1/5] data ", "      run folder ")) for line in said), said
+    # Exit 2 leaves no run folder and no latest (a full disk went with its namespace, not its listing).
+    listing = Path(f"{case.out}.listing")
+    left = listing.read_text(encoding="utf-8").split() if listing.exists() else []
+    left += [path.name for path in case.out.iterdir()] if case.out.is_dir() else []
+    assert not [name for name in left if name == "latest" or name.startswith("2")], left
+
+
+# What README "Exit codes" lists as bad input (code 2) and as failures during a run (code 3),
+# each with the case or test here that makes it happen.
+README_CASES = {
+    # | 2 | bad input: ... |
+    "config": "malformed TOML", "options": "conflicting options", "data files": "digest mismatch",
+    "output folder": "--out not writable",
+    # | 3 | failure during the run (...) |
+    "a notebook cell": "test_exception_in_a_notebook_cell_exits_3_and_names_it",
+    "training diverging": "test_nan_loss_fails_the_run_with_exit_3",
+    "rendering": "test_weasyprint_failing_exits_3_and_keeps_latest",
+    "interruption": "test_interrupted_training_resumes_from_its_last_finished_epoch",
+    # Input that is not a regular file (...)
+    "a FIFO": "FIFO as a data file", "a device": "data file is /dev/null", "a socket": "--config is a socket",
+    "a folder": "data file is a folder",
+    # a file larger than it can be (...)
+    "a data file past its published size": "3 GB sparse file as a data file", "a gzip bomb": "gzip bomb: 2 GB from 2 MB",
+    "a `--compare-to` over 16 MiB": "--compare-to: 17 MB", "a config over 1 MiB": "config over 1 MiB",
+    "a logo over 10 MiB": "logo over 10 MiB",
+}  # fmt: skip
+
+
+def test_every_fault_the_readme_lists_has_a_case_and_case_names_are_unique():
+    readme = (TESTS_DIR.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Exit codes")[1].split("\n## ")[0]
+    section = " ".join(section.split())  # its lines joined
+    listed = []
+    for pattern in (r"\| 2 \| bad input: ([^|]+?) \|", r"failure during the run \(([^)]+)\)",
+                    r"not a regular file \(([^)]+)\)", r"larger than it can be \(([^)]+)\)"):  # fmt: skip
+        (items,) = re.findall(pattern, section)
+        listed += [item.strip() for item in items.split(",")]
+    assert sorted(listed) == sorted(README_CASES)  # a fault the README adds needs its case here
+    names = [case[0] for case in CASES + HOSTILE_FILES + FILESYSTEM]
+    assert len(names) == len(set(names))
+    tests = {name for name in globals() if name.startswith("test_")}
+    assert {case for case in README_CASES.values() if case not in names} <= tests
 
 
 # --- faults while running: in the notebook kernel, or a signal from outside ---
 
 
-def _build(out: Path, *extra: str, env=None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "pipeline", "build", "--profile", "quick",
-               "--data-dir", str(SUBSET_DIR), "--out", str(out), *extra]  # fmt: skip
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env or os.environ.copy(),
-                            start_new_session=True)  # fmt: skip
+def _build(out: Path, *options: str, env=None) -> subprocess.Popen:
+    """`dae-report build OPTIONS` on the subset (TINY without options), its stderr piped."""
+    command = [sys.executable, "-m", "pipeline", "build", *(options or TINY),
+               "--data-dir", str(SUBSET_DIR), "--out", str(out)]  # fmt: skip
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                            env=env or os.environ.copy(), start_new_session=True)  # fmt: skip
 
 
-def _newest_run(out: Path) -> Path:
-    return max((p for p in out.glob("2*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+def _runs(out: Path) -> set[Path]:
+    return {path.resolve() for path in out.glob("2*") if path.is_dir() and not path.is_symlink()}
 
 
-def _wait_for(condition, timeout=300):
+def _wait_for(condition, process: subprocess.Popen | None = None, timeout=600):
+    """Until `condition()` (while `process` runs)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
+    while not condition():
+        assert process is None or process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
-def _shim(tmp_path: Path, code: str) -> dict:
-    """An environment whose Pythons first run `code`: a sitecustomize module, loaded by every
-    Python that starts with it on PYTHONPATH, replaces a function to make a fault happen."""
+SITECUSTOMIZE = """\
+import importlib.util, sys
+
+class Patch:
+    def find_spec(self, name, path=None, target=None):
+        if name != {module!r}:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        load = spec.loader.exec_module
+        def exec_module(module):
+            load(module)
+            exec({patch!r}, {{"module": module}})
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, Patch())
+"""
+
+
+def _shim(tmp_path: Path, module: str, patch: str) -> dict:
+    """An environment whose Pythons (the build's, its notebook kernel's) run `patch` right after
+    they import `module`, with the module as `module`: a sitecustomize, loaded by every Python
+    that starts with it on PYTHONPATH, wraps the module's loader to make a fault happen."""
     shim = tmp_path / "shim"
     shim.mkdir()
-    (shim / "sitecustomize.py").write_text(code)
+    code = SITECUSTOMIZE.format(module=module, patch=textwrap.dedent(patch))
+    (shim / "sitecustomize.py").write_text(code, encoding="utf-8")
     return {**os.environ, "PYTHONPATH": f"{shim}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 def _inject(tmp_path: Path) -> dict:
-    """Make the kernel fail inside a lab cell."""
-    return _shim(tmp_path, "import pipeline.evaluate\n"
-                           "def broken(*args, **kwargs):\n    raise RuntimeError('injected fault')\n"
-                           "pipeline.evaluate.noise_effect = broken\n")  # fmt: skip
+    """Make the kernel fail inside a lab cell (§3, before training)."""
+    return _shim(tmp_path, "pipeline.evaluate", """
+        def broken(*args, **kwargs):
+            raise RuntimeError("injected fault")
+        module.noise_effect = broken
+    """)  # fmt: skip
 
 
 def _stall_pdf(tmp_path: Path, flag: Path) -> dict:
     """Hold WeasyPrint's layout until the test interrupts it: a PDF takes seconds, too short to
     hit reliably with a signal. The flag file says the PDF stage is running."""
-    return _shim(tmp_path, "import time, weasyprint\n"
-                           "render = weasyprint.HTML.render\n"
-                           "def stalled(self, *args, **kwargs):\n"
-                           f"    open({str(flag)!r}, 'w').close()\n"
-                           "    time.sleep(120)\n"
-                           "    return render(self, *args, **kwargs)\n"
-                           "weasyprint.HTML.render = stalled\n")  # fmt: skip
+    return _shim(tmp_path, "weasyprint", f"""
+        import time
+        render = module.HTML.render
+        def stalled(self, *args, **kwargs):
+            open({str(flag)!r}, "w").close()
+            time.sleep(120)
+            return render(self, *args, **kwargs)
+        module.HTML.render = stalled
+    """)  # fmt: skip
 
 
-RUN_FAULTS = ["nan loss", "exception in a notebook cell", "interrupted while training", "interrupted while rendering the PDF"]
+def _breaks_weasyprint(tmp_path: Path) -> dict:
+    return _shim(tmp_path, "weasyprint", """
+        def broken(self, *args, **kwargs):
+            raise RuntimeError("injected WeasyPrint fault")
+        module.HTML.render = broken
+    """)  # fmt: skip
+
+
+def _hold_after_the_first_epoch(tmp_path: Path, flag: Path) -> dict:
+    """Hold the kernel as its second epoch begins, the first one's checkpoint written
+    (BackupAndRestore saves at each epoch's end): so the test stops the build between epochs
+    whatever the machine's speed. The flag holds the kernel's pid."""
+    return _shim(tmp_path, "pipeline.train", f"""
+        import os, time
+        begin = module.EpochProgress.on_epoch_begin
+        def held(self, epoch, logs=None):
+            if epoch == 1:
+                with open({str(flag)!r} + ".new", "w") as file:
+                    file.write(str(os.getpid()))
+                os.replace({str(flag)!r} + ".new", {str(flag)!r})
+                time.sleep(600)
+            begin(self, epoch, logs)
+        module.EpochProgress.on_epoch_begin = held
+    """)  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting for its reaper does not)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"  # the state follows the name in brackets
 
 
 def test_nan_loss_fails_the_run_with_exit_3(tmp_path):
     out = tmp_path / "reports"
-    process = _build(out, "--set", "model.name=residual", "--set", "training.learning_rate=1e6",
-                     "--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false")  # fmt: skip
+    process = _build(
+        out, *TINY, "--set", "model.name=residual", "--set", "training.learning_rate=1e6"
+    )
     _, error = process.communicate(timeout=600)
-    assert process.returncode == 3
+    assert process.returncode == 3, error[-3000:]
     assert error.splitlines()[-1].startswith("dae-report: error: training diverged: the loss became")
-    run = _newest_run(out)
-    assert "stage: notebook" in (run / "failure.log").read_text() and (run / "failure.html").is_file()
+    (run,) = _runs(out)
+    assert "stage: notebook" in (run / "failure.log").read_text(encoding="utf-8")
+    assert (run / "failure.html").is_file()
     assert not (out / "latest").exists()
 
 
@@ -352,48 +527,84 @@ def test_exception_in_a_notebook_cell_exits_3_and_names_it(tmp_path):
     out = tmp_path / "reports"
     process = _build(out, env=_inject(tmp_path))
     _, error = process.communicate(timeout=600)
-    assert process.returncode == 3
+    assert process.returncode == 3, error[-3000:]
     assert "failed with RuntimeError: injected fault" in error.splitlines()[-1]
     assert "Traceback" not in error
-    assert json.loads((_newest_run(out) / "run.json").read_text())["status"] == "failed"
+    (run,) = _runs(out)
+    assert json.loads((run / "run.json").read_text(encoding="utf-8"))["status"] == "failed"
     assert not (out / "latest").exists()
 
 
-def test_interrupted_training_resumes_from_its_last_epoch(tmp_path):
-    out = tmp_path / "reports"
-    process = _build(out)
-    _wait_for(lambda: any("1/2" in log.read_text() for log in out.glob("2*/build.log")))
-    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+TWO_EPOCHS = [*TINY, "--set", "training.epochs=2"]
+
+
+@pytest.mark.parametrize("stop", ["SIGINT to the build (Ctrl-C)", "SIGKILL to its process group"])
+def test_interrupted_training_resumes_from_its_last_finished_epoch(tmp_path, stop):
+    """README: an interrupted training (Ctrl-C, killed process) resumes from its last finished
+    epoch on the next build with the same config."""
+    out, flag = tmp_path / "reports", tmp_path / "second-epoch"
+    process = _build(out, *TWO_EPOCHS, env=_hold_after_the_first_epoch(tmp_path, flag))
+    _wait_for(flag.exists, process)
+    (backup,) = (out / ".cache" / "backup").iterdir()  # the resume state, epoch 1 finished
+    assert json.loads((backup / "training_metadata.json").read_text(encoding="utf-8"))["epoch"] == 1
+    if stop.startswith("SIGINT"):  # Ctrl-C reaches the build, not the kernel (a session of its own)
+        process.send_signal(signal.SIGINT)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
     _, error = process.communicate(timeout=120)
-    assert process.returncode == 3 and error.splitlines()[-1] == "dae-report: interrupted"
-    interrupted = _newest_run(out)
-    assert "error: interrupted" in (interrupted / "failure.log").read_text()
-    assert not (out / "latest").exists()
+    kernel = int(flag.read_text(encoding="utf-8"))
+    _wait_for(lambda: not _alive(kernel), timeout=60)  # the kernel does not outlive its build
+    (interrupted,) = _runs(out)
+    record = json.loads((interrupted / "run.json").read_text(encoding="utf-8"))
+    if stop.startswith("SIGINT"):
+        assert process.returncode == 3 and error.splitlines()[-1] == "dae-report: interrupted"
+        assert "error: interrupted" in (interrupted / "failure.log").read_text(encoding="utf-8")
+        assert record["status"] == "failed"
+    else:  # killed: nothing could be written, the run stays as it was
+        assert process.returncode == -signal.SIGKILL and record["status"] == "running"
+    assert not (out / "latest").exists() and not list((out / ".cache").glob("models/*"))
 
-    again = _build(out)
+    again = _build(out, *TWO_EPOCHS)
     _, error = again.communicate(timeout=600)
-    assert again.returncode == 0, error
-    resumed = _newest_run(out)
-    assert "resumed after epoch 1/2" in (resumed / "build.log").read_text()
-    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert again.returncode == 0, error[-3000:]
+    (resumed,) = _runs(out) - {interrupted}
+    assert "resumed after epoch 1/2" in (resumed / "build.log").read_text(encoding="utf-8")
+    metrics = json.loads((resumed / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["training"]["cache"]["resumed_from_epoch"] == 1
     assert len(metrics["training"]["loss"]) == 2
     assert (out / "latest").resolve() == resumed.resolve()
-    assert (interrupted / "failure.log").is_file()  # the earlier run is left as it was
+    assert json.loads((interrupted / "run.json").read_text(encoding="utf-8")) == record  # untouched
 
 
-def test_interrupted_pdf_leaves_no_pdf_and_latest_alone(tmp_path):
-    out = tmp_path / "reports"
-    first = _build(out)
-    assert first.wait(timeout=600) == 0
+def test_interrupted_pdf_leaves_no_pdf_and_latest_alone(quick_reports_copy, tmp_path):
+    out = quick_reports_copy
     latest = (out / "latest").resolve()
     flag = tmp_path / "pdf-started"
-    process = _build(out, env=_stall_pdf(tmp_path, flag))  # reuses the notebook: straight to the PDF
-    _wait_for(flag.exists)
+    # the shared build's notebook is reused: straight to the PDF
+    process = _build(out, "--profile", "quick", env=_stall_pdf(tmp_path, flag))
+    _wait_for(flag.exists, process)
     process.send_signal(signal.SIGINT)
     _, error = process.communicate(timeout=120)
     assert process.returncode == 3 and error.splitlines()[-1] == "dae-report: interrupted"
-    run = _newest_run(out)
-    assert "stage: pdf" in (run / "failure.log").read_text()
+    (run,) = _runs(out) - {latest}
+    assert "stage: pdf" in (run / "failure.log").read_text(encoding="utf-8")
+    assert not (run / "report.pdf").exists() and not list(run.glob(".report.pdf.*"))
+    assert (out / "latest").resolve() == latest
+
+
+def test_weasyprint_failing_exits_3_and_keeps_latest(quick_reports_copy, tmp_path):
+    out = quick_reports_copy
+    latest = (out / "latest").resolve()
+    process = _build(out, "--profile", "quick", env=_breaks_weasyprint(tmp_path))  # notebook reused
+    _, error = process.communicate(timeout=600)
+    assert process.returncode == 3, error[-3000:]
+    line = error.splitlines()[-1]
+    assert line == "dae-report: error: the pdf stage failed: RuntimeError: injected WeasyPrint fault (--debug shows the traceback)", error
+    assert "Traceback" not in error
+    (run,) = _runs(out) - {latest}
+    assert (run / "failure.log").read_text(encoding="utf-8").startswith("stage: pdf\n")
+    assert (run / "failure.html").is_file()
+    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert record["status"] == "failed" and record["error"]["stage"] == "pdf"
     assert not (run / "report.pdf").exists() and not list(run.glob(".report.pdf.*"))
     assert (out / "latest").resolve() == latest
