@@ -7,6 +7,7 @@ otherwise. Unknown keys, wrong types and out-of-range values raise ConfigError b
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import tomllib
@@ -128,7 +129,9 @@ class Config:
     quality: QualityConfig = QualityConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON data: tuples become lists (papermill passes a tuple parameter to the
+        notebook as its str(), which the kernel's Config.from_dict rejects)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Config:

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from pipeline.config import Config, load_config
@@ -112,6 +114,21 @@ def test_missing_config_file(tmp_path):
 def test_round_trip_through_dict():
     config = load_config("quick", overrides=["noise.std=0.25"])
     assert Config.from_dict(config.to_dict()) == config
+
+
+def test_to_dict_is_json_data_that_survives_the_notebook_parameters():
+    """papermill writes each parameter as a Python literal in the kernel: a tuple arrives as
+    its str(), which the kernel's Config.from_dict rejected (every std_range build failed)."""
+    import ast
+
+    from papermill.translators import PythonTranslator
+
+    config = load_config("quick", overrides=["noise.std_range=[0.1, 0.2]"])
+    values = config.to_dict()
+    assert values["noise"]["std_range"] == [0.1, 0.2]
+    assert json.loads(json.dumps(values)) == values
+    literal = PythonTranslator.translate(values)
+    assert Config.from_dict(ast.literal_eval(literal)) == config
 
 
 def test_config_is_frozen():
