@@ -4,6 +4,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from pipeline import artifacts, cache
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError
 from pipeline.model import build_lab_autoencoder
-from tests.conftest import SUBSET_DIR, TESTS_DIR
+from tests.conftest import SUBSET_DIR, TESTS_DIR, assert_finished, dae_report
 
 DIGESTS = {"train-images-idx3-ubyte.gz": "abc"}
 
@@ -31,14 +33,115 @@ def test_training_key_follows_what_changes_the_model():
         assert key_of(change) != base, change
 
 
-def test_training_key_covers_data_code_and_versions(monkeypatch):
-    config = load_config("quick").to_dict()
-    inputs = cache.training_inputs(config, DIGESTS)
-    assert set(inputs) == {"config", "dataset", "code", "versions"}
-    assert set(inputs["code"]) == set(cache.TRAINING_CODE)
-    assert inputs["versions"]["tensorflow"] and inputs["versions"]["keras"]
-    other = cache.training_inputs(config, {"train-images-idx3-ubyte.gz": "abd"})
-    assert cache.digest(other) != cache.digest(inputs)
+# Issue 12: what else the keys cover, shown by changing it. A fresh Python computes the keys, as
+# a build does, with a changed copy of the package or a faked library version first on its
+# PYTHONPATH; the checkout itself is never touched. --------------------------------------------
+
+KEYS_SCRIPT = """
+import json, sys
+from pipeline import cache
+from pipeline.config import load_config
+config = load_config("quick").to_dict()
+training = cache.training_inputs(config, json.loads(sys.argv[1]))
+print(json.dumps([cache.digest(training), cache.digest(cache.notebook_inputs(training, config))]))
+"""
+
+
+def python_path(*folders: Path) -> dict:
+    """The PYTHONPATH that makes Pythons (the CLI, the kernel) import from `folders` first."""
+    paths = [str(folder) for folder in folders] + [os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+
+
+def cache_keys(cwd: Path, *folders: Path, digests: dict = DIGESTS) -> tuple[str, str]:
+    """(model key, notebook key) of the quick config, as a fresh Python with `folders` first on
+    its path computes them."""
+    result = subprocess.run(
+        [sys.executable, "-c", KEYS_SCRIPT, json.dumps(digests)], cwd=cwd, env={**os.environ, **python_path(*folders)},
+        capture_output=True, text=True, encoding="utf-8", check=True,
+    )  # fmt: skip
+    model, notebook = json.loads(result.stdout)
+    return model, notebook
+
+
+def package_copy(tmp_path: Path) -> Path:
+    """A folder holding a copy of the package under test, its templates inside as the wheel ships
+    them: put it on PYTHONPATH and change a file in it."""
+    root = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "templates")
+    shutil.copytree(artifacts.PACKAGE_DIR, root / "pipeline", ignore=skip)
+    shutil.copytree(artifacts.TEMPLATES_DIR, root / "pipeline" / "templates", ignore=skip)
+    return root
+
+
+def version_shim(tmp_path: Path, library: str) -> Path:
+    """A folder whose sitecustomize makes importlib.metadata report another version of
+    `library` to every Python started with it on PYTHONPATH."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import importlib.metadata\n"
+        "_real = importlib.metadata.version\n"
+        "def version(name):\n"
+        f"    return _real(name) + '.post1' if name == {library!r} else _real(name)\n"
+        "importlib.metadata.version = version\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    return shim
+
+
+@pytest.fixture(scope="module")
+def installed_keys(tmp_path_factory) -> tuple[str, str]:
+    return cache_keys(tmp_path_factory.mktemp("keys"))
+
+
+def test_a_copy_of_the_package_elsewhere_has_the_same_keys(tmp_path, installed_keys):
+    """Sources are keyed by content, not by where they are: a wheel and a checkout share a cache
+    (and the tests below may change a copy)."""
+    assert cache_keys(tmp_path, package_copy(tmp_path)) == installed_keys
+
+
+# The README: the model's key covers the training code (data, noise, model, train, environment);
+# the notebook's also the notebook, every module, the answers and the catalogs; the report's
+# templates neither ("a change to the report templates only re-renders HTML and PDF").
+SOURCE_CHANGES = {  # file in the package: (changes the model key, changes the notebook key)
+    "data.py": (True, True),
+    "noise.py": (True, True),
+    "model.py": (True, True),
+    "train.py": (True, True),
+    "environment.py": (True, True),
+    "evaluate.py": (False, True),
+    "templates/lab.ipynb": (False, True),
+    "templates/answers.html.j2": (False, True),
+    "templates/locale/en/LC_MESSAGES/messages.po": (False, True),
+    "templates/report.html.j2": (False, False),
+    "templates/report.css": (False, False),
+}
+
+
+@pytest.mark.parametrize("source", SOURCE_CHANGES)
+def test_cache_keys_follow_the_sources_they_cover(source, tmp_path, installed_keys):
+    root = package_copy(tmp_path)
+    with open(root / "pipeline" / source, "a", encoding="utf-8") as file:
+        file.write("\n")  # one more byte: a change in content, nothing else
+    model, notebook = cache_keys(tmp_path, root)
+    assert (model != installed_keys[0], notebook != installed_keys[1]) == SOURCE_CHANGES[source]
+
+
+@pytest.mark.parametrize(
+    "library, counts", [("tensorflow", True), ("keras", True), ("numpy", True), ("weasyprint", False)]
+)
+def test_library_versions_in_the_keys(library, counts, tmp_path, installed_keys):
+    """The TensorFlow, Keras and NumPy versions decide the trained model (and so the notebook);
+    WeasyPrint's only prints the report."""
+    model, notebook = cache_keys(tmp_path, version_shim(tmp_path, library))
+    assert (model != installed_keys[0], notebook != installed_keys[1]) == (counts, counts)
+
+
+def test_dataset_digests_change_both_keys(tmp_path, installed_keys):
+    other = {"train-images-idx3-ubyte.gz": "abd"}
+    model, notebook = cache_keys(tmp_path, digests=other)
+    assert model != installed_keys[0] and notebook != installed_keys[1]
 
 
 def test_changed_names_the_leaves():
@@ -448,7 +551,7 @@ def assert_sound_outputs(run: Path) -> None:
 def test_damaged_cache_entries_between_builds(tmp_path):
     """Each damage: the next build exits 0, says one line naming the entry, and is sound.
     Then --retrain replaces the model entry, and `cache verify` / `cache clear` see it all."""
-    from tests.test_cli_paths import TINY, assert_finished, dae_report
+    from tests.conftest import TINY, assert_finished, dae_report
 
     out = tmp_path / "reports"
     arguments = ("build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out))
@@ -484,3 +587,76 @@ def test_damaged_cache_entries_between_builds(tmp_path):
     assert freed and freed.group(1) == str(out / ".cache"), result.stdout
     result = dae_report("cache", "verify", "--out", "reports", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, f"no cache entries in {out / '.cache'}\n")
+
+
+# Item 4 of issue 12: the cache end to end, each change on top of the suite's shared quick build
+# (its cache copied), typed with its options but --handout (no key holds it: a PDF less). ------
+
+# Excluded from the model's key, part of the notebook's; and they make the rerun notebook fast.
+WITHOUT_STUDIES = ("--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false")
+
+
+def rebuild(reports: Path, *options: str, env: dict | None = None) -> tuple[Path, dict, dict, str]:
+    """`dae-report build --profile quick` into `reports`: (run, its metrics.json, run.json, stderr)."""
+    result = dae_report(
+        "build", "--profile", "quick", "--data-dir", str(SUBSET_DIR), "--out", str(reports), *options,
+        cwd=reports.parent, env=env,
+    )  # fmt: skip
+    run = assert_finished(reports, result)
+    return run, artifacts.read_json(run / "metrics.json"), artifacts.read_json(run / "run.json"), result.stderr
+
+
+def retrained(metrics: dict) -> dict:
+    """What the build decided about its model, as far as a retraining is concerned."""
+    decision = metrics["training"]["cache"]
+    return {key: decision.get(key) for key in ("trained", "reason", "changed", "compared_with")}
+
+
+@pytest.mark.slow
+def test_model_reused_while_the_notebook_reruns(quick_build, quick_reports_copy):
+    run, metrics, record, stderr = rebuild(quick_reports_copy, *WITHOUT_STUDIES)
+    shared = artifacts.read_json(quick_build.run_dir / "metrics.json")
+    assert record["notebook"]["reused_from"] is None and "Sección 6" in stderr  # the notebook ran
+    assert "baselines" in shared and "baselines" not in metrics  # with the new settings
+    assert metrics["training"]["cache"] == {
+        "trained": False, "key": shared["training"]["cache"]["key"],
+        "reused_from": quick_build.run_dir.name, "reason": "same-inputs",
+    }  # fmt: skip
+    assert metrics["training"]["loss"] == shared["training"]["loss"]
+
+
+@pytest.mark.slow
+def test_a_template_only_change_only_rerenders(quick_build, quick_reports_copy, tmp_path):
+    root = package_copy(tmp_path)
+    template = root / "pipeline" / "templates" / "report.html.j2"
+    marker = "<!-- a template-only change -->"
+    text = template.read_text(encoding="utf-8")
+    template.write_text(text.replace("<body>", f"<body>{marker}", 1), encoding="utf-8")
+    run, metrics, record, stderr = rebuild(quick_reports_copy, env=python_path(root))
+    assert record["notebook"]["reused_from"] == quick_build.run_dir.name and "Sección" not in stderr
+    for name in ("answer-key.ipynb", "model.keras"):
+        assert (run / name).read_bytes() == (quick_build.run_dir / name).read_bytes(), name
+    assert marker in (run / "report.html").read_text(encoding="utf-8")
+    assert marker not in (quick_build.run_dir / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_changed_training_module_retrains(quick_build, quick_reports_copy, tmp_path):
+    root = package_copy(tmp_path)
+    with open(root / "pipeline" / "train.py", "a", encoding="utf-8") as file:
+        file.write("# a change in the training code\n")
+    run, metrics, record, _ = rebuild(quick_reports_copy, *WITHOUT_STUDIES, env=python_path(root))
+    assert record["notebook"]["reused_from"] is None
+    assert retrained(metrics) == {
+        "trained": True, "reason": "changed", "changed": ["code.train.py"], "compared_with": quick_build.run_dir.name,
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_changed_library_version_retrains(quick_build, quick_reports_copy, tmp_path):
+    shim = version_shim(tmp_path, "tensorflow")
+    run, metrics, record, _ = rebuild(quick_reports_copy, *WITHOUT_STUDIES, env=python_path(shim))
+    assert record["versions"]["tensorflow"].endswith(".post1")  # the faked version reached the build
+    assert retrained(metrics) == {
+        "trained": True, "reason": "changed", "changed": ["versions.tensorflow"], "compared_with": quick_build.run_dir.name,
+    }  # fmt: skip

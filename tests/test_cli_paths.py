@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DAE_REPORT, SUBSET_DIR, TESTS_DIR, TINY, assert_finished, dae_report  # noqa: F401 (until every test imports conftest)
+from tests.conftest import SUBSET_DIR, TESTS_DIR, TINY, assert_finished, dae_report
 
 
 @pytest.fixture(scope="module")
