@@ -1,5 +1,9 @@
 import gzip
+import os
+import shutil
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,14 +25,103 @@ def test_loads_the_real_subset():
     assert dataset.digests["train-images-idx3-ubyte.gz"] == data.DIGESTS["train-images-idx3-ubyte.gz"][4000]
 
 
-def test_explicit_folder_wins(subset_copy, monkeypatch):
-    monkeypatch.setenv(data.DATA_DIR_ENV, "/nonexistent")
-    assert data.locate(subset_copy) == subset_copy.resolve()
+# The README's lookup order: --data-dir, $DAE_DATA_DIR, the Debian package, the Keras cache
+# ~/.keras/datasets/fashion-mnist/, and finally Keras' download.
+STEPS = ("--data-dir", "$DAE_DATA_DIR", "Debian package", "Keras cache", "Keras download")
 
 
-def test_environment_variable_is_used(subset_copy, monkeypatch):
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(subset_copy))
-    assert data.locate() == subset_copy.resolve()
+@pytest.fixture
+def places(tmp_path, monkeypatch) -> dict:
+    """A real copy of the subset in every place the lookup looks, the environment pointing at
+    them (HOME, DEBIAN_DIR), and a Keras download that records its calls and "downloads" from
+    the subset: the network is not under test, the order is."""
+    folders = {step: tmp_path / f"place-{index}" / "fashion-mnist" for index, step in enumerate(STEPS[:3])}
+    folders["Keras cache"] = tmp_path / "home" / ".keras" / "datasets" / "fashion-mnist"
+    for folder in folders.values():
+        shutil.copytree(SUBSET_DIR, folder)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(folders["$DAE_DATA_DIR"]))
+    monkeypatch.setattr(data, "DEBIAN_DIR", folders["Debian package"])
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    downloads = []
+
+    def download(fname, origin, cache_subdir):
+        downloads.append((fname, origin, cache_subdir))
+        target = tmp_path / "home" / ".keras" / cache_subdir / fname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SUBSET_DIR / fname, target)
+        return str(target)
+
+    monkeypatch.setattr("keras.utils.get_file", download)
+    return {"folders": folders, "downloads": downloads}
+
+
+def remove_step(step: str, folders: dict, monkeypatch) -> None:
+    if step == "$DAE_DATA_DIR":
+        monkeypatch.delenv(data.DATA_DIR_ENV)
+    elif step != "--data-dir":  # a place that is not there
+        shutil.rmtree(folders[step])
+
+
+@pytest.mark.parametrize("winner", STEPS)
+def test_each_place_wins_over_the_later_ones(winner, places, monkeypatch):
+    folders = places["folders"]
+    for step in STEPS[: STEPS.index(winner)]:
+        remove_step(step, folders, monkeypatch)
+    found = data.locate(folders["--data-dir"] if winner == "--data-dir" else None)
+    expected = folders.get(winner, folders["Keras cache"])  # Keras downloads into its cache
+    assert found == expected.resolve()
+    assert data.load(found).train_images.shape == (4000, 28, 28)
+    if winner == "Keras download":
+        assert places["downloads"] == [
+            (name, data.KERAS_ORIGIN + name, os.path.join("datasets", "fashion-mnist")) for name in data.FILES.values()
+        ]
+    else:
+        assert places["downloads"] == []
+
+
+def test_a_place_missing_a_file_is_passed_over(places, monkeypatch):
+    """Only a folder with all four files is a copy: a Debian folder lacking one is skipped."""
+    folders = places["folders"]
+    monkeypatch.delenv(data.DATA_DIR_ENV)
+    (folders["Debian package"] / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert data.locate() == folders["Keras cache"].resolve()
+
+
+def test_an_explicit_folder_is_never_second_guessed(places, monkeypatch, tmp_path):
+    """$DAE_DATA_DIR naming a folder without the files is an error, not a fall-through."""
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="nowhere does not exist"):
+        data.locate()
+
+
+def test_arrays_identical_to_keras_load_data(tmp_path, monkeypatch):
+    """The package's arrays against `keras.datasets.fashion_mnist.load_data()`, both reading one
+    Keras cache laid out from the subset (Keras reads whatever count of images it finds)."""
+    keras_home = tmp_path / "keras"
+    keras_cache = keras_home / "datasets" / "fashion-mnist"
+    shutil.copytree(SUBSET_DIR, keras_cache)
+    saved = tmp_path / "keras-arrays.npz"
+    script = (
+        "import sys, numpy\n"
+        "from keras.datasets import fashion_mnist\n"
+        "(a, b), (c, d) = fashion_mnist.load_data()\n"
+        "numpy.savez(sys.argv[1], train_images=a, train_labels=b, test_images=c, test_labels=d)\n"
+    )  # fmt: skip
+    env = {**os.environ, "KERAS_HOME": str(keras_home)}
+    subprocess.run([sys.executable, "-c", script, str(saved)], cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert sorted(path.name for path in keras_cache.iterdir()) == sorted(data.FILES.values())  # nothing downloaded
+
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian-package")
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    dataset = data.load(data.locate())
+    assert dataset.source == keras_cache.resolve()
+    with np.load(saved) as keras_arrays:
+        for name in ("train_images", "train_labels", "test_images", "test_labels"):
+            ours, theirs = getattr(dataset, name), keras_arrays[name]
+            assert (ours.dtype, ours.shape) == (theirs.dtype, theirs.shape), name
+            np.testing.assert_array_equal(ours, theirs, err_msg=name)
 
 
 def test_no_copy_anywhere_says_how_to_get_one(monkeypatch, tmp_path):
