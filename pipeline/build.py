@@ -403,13 +403,17 @@ def end_failed_run(
 
     Before run.json exists (a full disk, a folder that turned read-only) there is no run: its
     folder goes, so exit 2 leaves none. Otherwise failure.log, failure.html and run.json say which
-    stage failed; an error that is not ours (a WeasyPrint or Keras exception) becomes a RunError
-    whose one line names the stage, exit 3."""
+    stage failed, and the error becomes a RunError (exit 3) whose one line names the stage when
+    it is bad input (2 promises no run folder) or not ours (a WeasyPrint or Keras exception)."""
     if record is None:
         shutil.rmtree(run_dir, ignore_errors=True)
         return error
     write_failure(run_dir, stage, error, lang)
     record.finish("failed", error=error)
+    if isinstance(error, DaeReportError) and error.exit_code == 2:
+        # Bad input found only once the run had started (a disk that filled up, data the kernel
+        # refused): a run folder exists now, so it is a failure during the run.
+        return RunError(f"the {stage} stage failed: {error}")
     if isinstance(error, Exception) and not isinstance(error, DaeReportError):
         return RunError(f"the {stage} stage failed: {describe(error)} (--debug shows the traceback)")
     return error

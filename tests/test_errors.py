@@ -535,6 +535,25 @@ def test_exception_in_a_notebook_cell_exits_3_and_names_it(tmp_path):
     assert not (out / "latest").exists()
 
 
+def test_bad_input_found_once_the_run_started_is_a_run_failure(tmp_path):
+    """Exit 2 promises no run folder: data the kernel refuses after the checks (here a DataError
+    raised in §3) fails the run that now exists, exit 3, naming the stage."""
+    out = tmp_path / "reports"
+    env = _shim(tmp_path, "pipeline.evaluate", """
+        from pipeline.errors import DataError
+        def refused(*args, **kwargs):
+            raise DataError("the kernel refused the data")
+        module.noise_effect = refused
+    """)  # fmt: skip
+    process = _build(out, env=env)
+    _, error = process.communicate(timeout=600)
+    assert process.returncode == 3, error[-3000:]
+    assert error.splitlines()[-1] == "dae-report: error: the notebook stage failed: the kernel refused the data"
+    (run,) = _runs(out)
+    assert (run / "failure.log").read_text(encoding="utf-8").startswith("stage: notebook\n")
+    assert not (out / "latest").exists()
+
+
 TWO_EPOCHS = [*TINY, "--set", "training.epochs=2"]
 
 
