@@ -85,6 +85,8 @@ def compare_models(
     out_dir = Path(out_dir).absolute()
     started = datetime.now().astimezone()
     entries = [(name, None) for name in models] + ([(models[0], std_range)] if std_range else [])
+    for name, levels in entries:  # a recipe the config cannot take is bad input, before any work
+        variant(config, name, levels)
     stages = Stages(stream, total=len(entries) + 3)
     cover_warnings(config, stages.warn)  # the comparison report has the same cover
     with stages.run("data") as stage:

@@ -44,6 +44,12 @@ class NoiseConfig:
     peak: float = field(default=10.0, metadata=_range(0.0, 1e6, low_open=True))  # poisson: photons at white
     amount: float = field(default=0.1, metadata=_range(0.0, 1.0, low_open=True, high_open=True))  # salt_pepper
 
+    def __post_init__(self) -> None:
+        if self.std_range is not None and self.type != "gaussian":  # noise.corrupt would ignore it
+            raise ConfigError(
+                f"noise.std_range applies to gaussian noise only, not noise.type = {self.type!r}"
+            )
+
 
 @dataclass(frozen=True)
 class ModelConfig:

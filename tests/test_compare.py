@@ -84,3 +84,14 @@ def test_compare_keeps_the_terminal_to_its_own_lines(tmp_path):
     record = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert record["status"] == "finished" and record["command"] == "compare"
     assert (run / "kernel.log").is_file()
+
+
+def test_a_std_range_the_noise_cannot_take_exits_2_before_any_work(tmp_path):
+    result = subprocess.run(
+        [str(DAE_REPORT), "compare", *TINY, "--models", "lab", "--std-range", "0.1,0.5", "--set", "noise.type=speckle",
+         "--data-dir", str(SUBSET_DIR), "--out", str(tmp_path / "reports")],
+        capture_output=True, text=True, encoding="utf-8", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "dae-report: error: noise.std_range applies to gaussian noise only, not noise.type = 'speckle'\n"
+    assert not (tmp_path / "reports").exists()

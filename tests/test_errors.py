@@ -151,6 +151,7 @@ CASES = [
     ("limit larger than the data", ["--set", "data.train_limit=5000"], None, 2, "data.train_limit = 5000 but the train set has 4000 images"),
     ("unknown model", ["--set", "model.name=vgg"], None, 2, "model.name = 'vgg' is not one of: lab, residual, unet"),
     ("unknown noise type", ["--set", "noise.type=pink"], None, 2, "noise.type = 'pink' is not one of: gaussian, poisson, speckle, salt_pepper"),
+    ("std_range with speckle noise", ["--set", "noise.type=speckle", "--set", "noise.std_range=[0.1, 0.5]"], None, 2, "noise.std_range applies to gaussian noise only, not noise.type = 'speckle'"),
     ("unknown language", ["--set", "report.lang=fr"], None, 2, "report.lang = 'fr' is not one of: es, en"),
     ("malformed TOML", ["--config", "{tmp}/bad.toml"], _write("bad.toml", "[training\nepochs = 3"), 2, "is not valid TOML"),
     ("missing --config file", ["--config", "{tmp}/none.toml"], None, 2, "config file not found"),
