@@ -4,6 +4,7 @@ the CLI as users type it, and one real quick build shared by every test that onl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,13 @@ TINY = [
     "--set", "data.train_limit=600", "--set", "data.test_limit=200", "--set", "training.epochs=1",
     "--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false",
 ]  # fmt: skip
+
+
+def interruptible() -> None:
+    """preexec_fn for a build a test will interrupt: SIGINT back to its default. A shell that
+    starts a job in the background (`make test &`, some CI runners) makes it ignore SIGINT, a
+    child inherits that, and Python then never raises KeyboardInterrupt: Ctrl-C would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def dae_report(*arguments: str, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 from pipeline import cli
 from pipeline.config import load_config
 from pipeline.errors import DataError, QualityRegression, RunError
-from tests.conftest import DAE_REPORT, SUBSET_DIR, TINY, assert_finished, dae_report
+from tests.conftest import DAE_REPORT, SUBSET_DIR, TINY, assert_finished, dae_report, interruptible
 
 
 @pytest.fixture
@@ -35,6 +35,7 @@ def _stopped_early(*arguments: str, cwd: Path, env: dict | None = None) -> tuple
     process = subprocess.Popen(
         [str(DAE_REPORT), "build", *arguments], cwd=cwd, env={**environment, **(env or {})},
         stderr=subprocess.PIPE, text=True, encoding="utf-8", start_new_session=True,
+        preexec_fn=interruptible,
     )  # fmt: skip
     shown = []
     for line in process.stderr:

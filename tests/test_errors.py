@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli
-from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR, TESTS_DIR, TINY
+from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR, TESTS_DIR, TINY, interruptible
 
 
 def _rewrite(path, transform):
@@ -405,7 +405,8 @@ def _build(out: Path, *options: str, env=None) -> subprocess.Popen:
     command = [sys.executable, "-m", "pipeline", "build", *(options or TINY),
                "--data-dir", str(SUBSET_DIR), "--out", str(out)]  # fmt: skip
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                            env=env or os.environ.copy(), start_new_session=True)  # fmt: skip
+                            env=env or os.environ.copy(), start_new_session=True,
+                            preexec_fn=interruptible)  # fmt: skip
 
 
 def _runs(out: Path) -> set[Path]:

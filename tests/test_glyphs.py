@@ -15,6 +15,7 @@ from pypdf import PdfReader
 
 from pipeline import build, glyphs, notebook, report
 from pipeline.config import load_config
+from pipeline.errors import RunError
 from tests.conftest import SUBSET_DIR
 from tests.test_report import sample_values
 
@@ -207,7 +208,7 @@ def test_build_warns_before_the_first_stage_and_records_it(tmp_path, monkeypatch
     monkeypatch.setattr(notebook, "execute", stop)
     config = load_config("quick", overrides=[f"report.institution=Universidad {NO_FONT}"])
     progress = io.StringIO()
-    with pytest.raises(RuntimeError, match="stopped by the test"):
+    with pytest.raises(RunError, match="the notebook stage failed: RuntimeError: notebook stopped by the test"):
         build.build(config=config, out_dir=tmp_path, data_dir=SUBSET_DIR, stream=progress)
 
     lines = progress.getvalue().splitlines()
