@@ -15,6 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from pipeline import artifacts, cache, data, gate, glyphs, notebook, provenance, report
 from pipeline.config import Config
@@ -139,10 +140,7 @@ def build(
             with stages.run("handout") as stage:
                 stage.detail = write_handout(run_dir, config, started)
     except BaseException as error:
-        replacement = end_failed_run(run_dir, record, stages.current, error, config.report.lang)
-        if replacement is error:
-            raise
-        raise replacement from error
+        end_failed_run(run_dir, record, stages.current, error, config.report.lang)
     if earlier is None:  # a reused run points back to the run that executed the notebook
         cache.remember_notebook(cache_root, notebook_key, run_dir)
     regressions = comparison["regressions"] if comparison else []
@@ -398,8 +396,8 @@ def describe(error: BaseException) -> str:
 
 def end_failed_run(
     run_dir: Path, record: RunRecord | None, stage: str | None, error: BaseException, lang: str
-) -> BaseException:
-    """Leave a failed run as the exit codes promise, and return the error to raise.
+) -> NoReturn:
+    """Leave a failed run as the exit codes promise, then raise: called in an `except` block.
 
     Before run.json exists (a full disk, a folder that turned read-only) there is no run: its
     folder goes, so exit 2 leaves none. Otherwise failure.log, failure.html and run.json say which
@@ -407,16 +405,17 @@ def end_failed_run(
     it is bad input (2 promises no run folder) or not ours (a WeasyPrint or Keras exception)."""
     if record is None:
         shutil.rmtree(run_dir, ignore_errors=True)
-        return error
+        raise error
     write_failure(run_dir, stage, error, lang)
     record.finish("failed", error=error)
     if isinstance(error, DaeReportError) and error.exit_code == 2:
         # Bad input found only once the run had started (a disk that filled up, data the kernel
         # refused): a run folder exists now, so it is a failure during the run.
-        return RunError(f"the {stage} stage failed: {error}")
+        raise RunError(f"the {stage} stage failed: {error}") from error
     if isinstance(error, Exception) and not isinstance(error, DaeReportError):
-        return RunError(f"the {stage} stage failed: {describe(error)} (--debug shows the traceback)")
-    return error
+        message = f"the {stage} stage failed: {describe(error)} (--debug shows the traceback)"
+        raise RunError(message) from error
+    raise error
 
 
 def write_failure(run_dir: Path, stage: str | None, error: BaseException, lang: str) -> None:

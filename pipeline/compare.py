@@ -99,7 +99,7 @@ def compare_models(
         record = RunRecord(run_dir, config, started, stages, command="compare")
         artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
     except BaseException as error:
-        raise end_failed_run(run_dir, record, stages.current, error, config.report.lang)
+        end_failed_run(run_dir, record, stages.current, error, config.report.lang)
     _ = i18n.gettext(config.report.lang)
     # TensorFlow runs in this process: from its import on, what it writes to stderr goes to
     # the run's kernel.log, as a build's kernel's does; the stages still reach the terminal.
@@ -170,10 +170,7 @@ def compare_models(
             pages = report.write_pdf(html, run_dir / artifacts.REPORT_PDF, run_dir, [run_dir / artifacts.METRICS], started)
             stage.detail = f"{artifacts.REPORT_HTML}, {artifacts.REPORT_PDF} ({pages} pages)"
     except BaseException as error:
-        replacement = end_failed_run(run_dir, record, stages.current, error, config.report.lang)
-        if replacement is error:
-            raise
-        raise replacement from error
+        end_failed_run(run_dir, record, stages.current, error, config.report.lang)
     finally:
         tensorflow_log.close()
     record.finish("finished")
