@@ -25,6 +25,7 @@ REPORT_PDF = "report.pdf"
 ANSWER_KEY = "answer-key.ipynb"
 HANDOUT_NOTEBOOK = "handout.ipynb"  # the student's version: no solutions, no outputs
 HANDOUT_PDF = "handout.pdf"
+NBGRADER_SOURCE = "nbgrader-source.ipynb"  # the lab with nbgrader's solution and test regions
 METRICS = "metrics.json"
 CONFIG = "config.json"
 MODEL = "model.keras"

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
+
+import nbformat
 
 from pipeline import artifacts, cache, data, gate, glyphs, notebook, provenance, report
 from pipeline.config import Config
@@ -68,6 +71,11 @@ def build(
         del train_images
         data.require_every_class(dataset.test_labels, config.data.test_limit, "test")
         digests = dataset.digests
+        dataset_summary = {
+            "source": str(folder),
+            "digests": digests,
+            "available": {"train": len(dataset.train_images), "test": len(dataset.test_images)},
+        }
         stage.detail = f"{folder} (verified)"
         del dataset  # the kernel loads its own copy; this process needs no 50 MB of images
 
@@ -82,7 +90,7 @@ def build(
             with open(run_dir / artifacts.BUILD_LOG, "a", encoding="utf-8") as log:
                 log.writelines(f"warning: {warning}\n" for warning in warnings)
         artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
-        training_inputs = cache.training_inputs(config.to_dict(), digests)
+        training_inputs = cache.training_inputs(config.to_dict(), digests, notebook.training_code(config))
         notebook_key = cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[:16]
         with stages.run("notebook", "the lab, executed by papermill → answer-key.ipynb") as stage:
             # An earlier run's outputs, each checked against its digest as it is copied; a
@@ -93,19 +101,7 @@ def build(
             if earlier is not None:
                 stage.detail = f"reused {earlier.name}'s outputs: nothing the notebook uses changed"
             else:
-                notebook.execute(
-                    run_dir,
-                    parameters={
-                        "config": config.to_dict(),
-                        "data_dir": str(folder),
-                        "run_dir": ".",
-                        "cache_dir": str(cache_root.resolve()),
-                        "run_id": run_dir.name,
-                        "retrain": retrain,
-                    },
-                    lang=config.report.lang,
-                    stream=stream,
-                )
+                run_notebook(run_dir, config, dataset_summary, cache_root, retrain, stream)
         record.notebook = {"key": notebook_key, "reused_from": earlier.name if earlier else None}
 
         with stages.run("compare") as stage:
@@ -158,6 +154,22 @@ def build(
     return BuildResult(run_dir=run_dir, pages=pages, seconds=seconds, regressions=regressions)
 
 
+def run_notebook(
+    run_dir: Path, config: Config, dataset: dict, cache_root: Path, retrain: bool, stream
+) -> None:  # fmt: skip
+    """Execute the lab in `run_dir`, then publish it as the answer key: harness cells out, the
+    run's answers in after the questions. The lab loads the verified files through a Keras
+    cache made for this run, as `load_data()` would after downloading them."""
+    settings = notebook.harness_settings(config, dataset, cache_root.resolve(), run_dir.name, retrain)
+    with tempfile.TemporaryDirectory(prefix="dae-report-keras-") as keras_home:
+        data.fill_keras_cache(Path(dataset["source"]), Path(keras_home))
+        executed = notebook.execute(run_dir, config, settings, Path(keras_home), stream=stream)
+    metrics = artifacts.read_json(run_dir / artifacts.METRICS)
+    lang = config.report.lang
+    key = notebook.answer_key(nbformat.read(executed, as_version=4), lambda name: report.answer(name, metrics, lang))
+    artifacts.write_text(executed, nbformat.writes(key))
+
+
 class RunRecord:
     """run.json: how far the run got, each stage's times, and where the run came from."""
 
@@ -198,15 +210,15 @@ class RunRecord:
 
 
 def write_handout(folder: Path, config: Config, started: datetime | None = None) -> str:
-    """handout.ipynb and handout.pdf in `folder`, in the config's language; returns a summary."""
-    import nbformat
-
+    """handout.ipynb, handout.pdf and the nbgrader source notebook in `folder`, in the config's
+    language; returns a summary."""
     started = started or datetime.now().astimezone()
-    student = notebook.handout(config.report.lang)
+    student = notebook.handout(config)
     artifacts.write_text(folder / artifacts.HANDOUT_NOTEBOOK, nbformat.writes(student))
+    artifacts.write_text(folder / artifacts.NBGRADER_SOURCE, nbformat.writes(notebook.source(config)))
     html = report.render_handout(student, config.to_dict(), started)
     pages = report.write_pdf(html, folder / artifacts.HANDOUT_PDF, folder, created=started)
-    return f"{artifacts.HANDOUT_NOTEBOOK}, {artifacts.HANDOUT_PDF} ({pages} pages)"
+    return f"{artifacts.HANDOUT_NOTEBOOK}, {artifacts.HANDOUT_PDF} ({pages} pages), {artifacts.NBGRADER_SOURCE}"
 
 
 def handout(*, config: Config, out_dir: Path, stream=None) -> Path:

@@ -40,8 +40,11 @@ RECORD = "record.json"  # inside models/<key>/, next to model.keras
 # A record holds a few hundred numbers per epoch; anything far larger is not one of ours.
 MAX_RECORD_BYTES = 64 * 2**20
 
-# The modules whose code decides the trained weights.
-TRAINING_CODE = ("data.py", "noise.py", "model.py", "train.py", "environment.py")
+# The code that decides the trained weights. A build trains inside the lab notebook: its code
+# cells up to the fit (pipeline.notebook.training_code), with the harness's fit and seeding.
+# `dae-report compare` trains with the package's own data, noise and model.
+TRAINING_CODE = ("train.py", "environment.py", "harness.py")
+COMPARE_TRAINING_CODE = ("data.py", "noise.py", "model.py", "train.py", "environment.py")
 
 # Config keys that provably do not change what an entry holds, by full dotted name. Every other
 # key, including any added later, is part of the key: forgetting one here costs a rerun, never a
@@ -95,12 +98,19 @@ def without(config: dict, excluded) -> dict:
     return kept
 
 
-def training_inputs(config: dict, dataset_digests: dict) -> dict:
-    """Everything that decides the trained model, as plain data (the cache key hashes it)."""
+def training_inputs(config: dict, dataset_digests: dict, notebook_code: str | None = None) -> dict:
+    """Everything that decides the trained model, as plain data (the cache key hashes it).
+    `notebook_code`: the lab's code up to its fit, for a model the notebook trains; None for
+    one that `dae-report compare` trains. Markdown text is not code: editing it retrains nothing."""
+    if notebook_code is None:
+        code = file_digests(artifacts.PACKAGE_DIR / name for name in COMPARE_TRAINING_CODE)
+    else:
+        code = file_digests(artifacts.PACKAGE_DIR / name for name in TRAINING_CODE)
+        code[artifacts.LAB_NOTEBOOK.name] = digest(notebook_code)
     return {
         "config": without(config, MODEL_EXCLUDED),
         "dataset": dataset_digests,
-        "code": file_digests(artifacts.PACKAGE_DIR / name for name in TRAINING_CODE),
+        "code": code,
         "versions": {name: provenance.versions()[name] for name in ("tensorflow", "keras", "numpy")},
     }
 

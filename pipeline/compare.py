@@ -1,8 +1,8 @@
 """`dae-report compare`: train several denoisers on the same data and compare them.
 
 Every model sees the same images, the same noise and the same split as the lab; each trains
-with its own recipe (RECIPES) through the model cache, so a model trained before, by a build
-or an earlier comparison, is reused. The comparison report shows a table (parameters,
+with its own recipe (RECIPES) through the model cache, so a model an earlier comparison
+trained is reused (a build trains in the notebook, under keys of its own). The comparison report shows a table (parameters,
 training time, MSE / PSNR / SSIM), the validation curves together, the same test images
 through each model, and each model's PSNR across noise levels.
 """
@@ -109,7 +109,8 @@ def compare_models(
 
         from pipeline import environment, train
         from pipeline.model import build as build_model
-        from pipeline.model import describe, loss_for
+        from pipeline.config import loss_for
+        from pipeline.model import describe
 
         environment.seed_everything(config.seed)
         results, examples = [], {}

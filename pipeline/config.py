@@ -51,9 +51,21 @@ class NoiseConfig:
             )
 
 
+# Each model (pipeline.model builds them) with the loss it trains on when training.loss is
+# "auto": the lab's binary cross-entropy for the lab's model; MSE, what PSNR measures, for the
+# others.
+MODEL_LOSSES = {"lab": "binary_crossentropy", "residual": "mse", "unet": "mse"}
+RESIDUAL_DEPTH = 8  # convolutions of the residual model (not a setting)
+
+
+def loss_for(model_name: str, loss: str) -> str:
+    """The loss a model trains on: `loss`, or with "auto" the model's own."""
+    return MODEL_LOSSES[model_name] if loss == "auto" else loss
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = field(default="lab", metadata={"choices": ("lab", "residual", "unet")})
+    name: str = field(default="lab", metadata={"choices": tuple(MODEL_LOSSES)})
     # Base channel count of the residual and U-Net models; the lab's model ignores it.
     width: int = field(default=32, metadata=_range(4, 256))
 

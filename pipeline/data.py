@@ -58,6 +58,7 @@ DIGESTS = {
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DATA_DIR_ENV = "DAE_DATA_DIR"
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+KERAS_SUBDIR = os.path.join("datasets", "fashion-mnist")  # inside KERAS_HOME, as load_data() has it
 HOW_TO_GET = (
     "install the Debian/Ubuntu package (sudo apt-get install dataset-fashion-mnist) "
     "or connect to the network so Keras can download it"
@@ -90,6 +91,19 @@ def locate(data_dir: str | Path | None = None) -> Path:
         if all((folder / name).is_file() for name in FILES.values()):
             return folder
     return _download(candidates)
+
+
+def fill_keras_cache(folder: Path, keras_home: Path) -> Path:
+    """Make `keras_home` a Keras cache holding the four files of `folder` (links to them), so
+    that `keras.datasets.fashion_mnist.load_data()` with KERAS_HOME=`keras_home` reads them
+    instead of downloading. Returns the datasets folder."""
+    target = Path(keras_home) / KERAS_SUBDIR
+    target.mkdir(parents=True, exist_ok=True)
+    for name in FILES.values():
+        link = target / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(folder).resolve() / name)
+    return target
 
 
 def load(folder: str | Path) -> Dataset:
@@ -285,7 +299,7 @@ def _replace(path: Path) -> str:
 
 def _keras_cache_dir() -> Path:
     home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
-    return Path(home) / "datasets" / "fashion-mnist"
+    return Path(home) / KERAS_SUBDIR
 
 
 def _download(looked_in: list[Path]) -> Path:
@@ -295,7 +309,7 @@ def _download(looked_in: list[Path]) -> Path:
         from keras.utils import get_file
 
         paths = [
-            get_file(name, origin=KERAS_ORIGIN + name, cache_subdir=os.path.join("datasets", "fashion-mnist"))
+            get_file(name, origin=KERAS_ORIGIN + name, cache_subdir=KERAS_SUBDIR)
             for name in FILES.values()
         ]
     except Exception as error:  # any network or file failure means: no copy to be had

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from babel.messages.catalog import Catalog
-from babel.messages.extract import extract, extract_python
+from babel.messages.extract import extract
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 from babel.support import NullTranslations, Translations
@@ -83,19 +83,24 @@ def messages() -> Iterator[tuple[str, str]]:
 
 
 def notebook_messages(path: Path) -> Iterator[tuple[str, str]]:
-    """Markdown cells are translated whole; code cells contribute their `_("…")` strings."""
+    """Markdown cells are translated whole; code cells contribute their `_("…")` strings,
+    comments and docstrings; the parameters cell, its title and comments."""
     import nbformat
+
+    from pipeline import notebook as lab_notebook
 
     notebook = nbformat.read(path, as_version=4)
     for index, cell in enumerate(notebook.cells):
         where = f"{path.name}:cell {index}"
         if cell.cell_type == "markdown":
             yield cell.source, where
+        elif lab_notebook.PARAMETERS in cell.metadata.get("tags", []):
+            for message in (lab_notebook.PARAMETERS_TITLE, *lab_notebook.CONSTANT_COMMENTS.values()):
+                yield message, where
         elif cell.cell_type == "code":
-            source = io.BytesIO(cell.source.encode("utf-8"))
-            for _line, _function, message, _comments in extract_python(source, ["_"], [], {}):
-                if isinstance(message, str):
-                    yield message, where
+            for message in lab_notebook.code_messages(cell.source):
+                yield message, where
+    yield lab_notebook.PLACEHOLDER, "handout"
 
 
 def _extractor(method: str):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from pipeline.config import RESIDUAL_DEPTH
+
 INPUT_SHAPE = (28, 28, 1)
 
 
@@ -47,7 +49,7 @@ def describe(model: keras.Model) -> dict:
     }
 
 
-def build_residual(channels: int = 32, depth: int = 8) -> keras.Model:
+def build_residual(channels: int = 32, depth: int = RESIDUAL_DEPTH) -> keras.Model:
     """DnCNN-style: a stack of 3×3 convolutions at full resolution that predicts the noise;
     the output is the input minus that prediction (residual learning)."""
     inputs = keras.Input(shape=INPUT_SHAPE, name="denoise_input")
@@ -84,23 +86,17 @@ def build_unet(base: int = 16) -> keras.Model:
     return keras.Model(inputs, outputs, name="unet")
 
 
-# Each architecture with the loss it is trained with when training.loss is "auto": the lab's
-# binary cross-entropy for the lab's model; MSE, which is what PSNR measures, for the others.
-RECIPES = {
-    "lab": {"build": lambda width: build_lab_autoencoder(), "loss": "binary_crossentropy"},
-    "residual": {"build": lambda width: build_residual(width), "loss": "mse"},
-    "unet": {"build": lambda width: build_unet(width), "loss": "mse"},
+BUILDERS = {
+    "lab": lambda width: build_lab_autoencoder(),
+    "residual": lambda width: build_residual(width),
+    "unet": lambda width: build_unet(width),
 }
 
 
 def build(name: str, width: int) -> keras.Model:
     """The model called `name` (config model.name); `width` is the base channel count of the
     residual and U-Net models (the lab's model has its own fixed widths)."""
-    return RECIPES[name]["build"](width)
-
-
-def loss_for(name: str, loss: str) -> str:
-    return RECIPES[name]["loss"] if loss == "auto" else loss
+    return BUILDERS[name](width)
 
 
 def latent_shape(model: keras.Model) -> tuple[int, ...] | None:

@@ -1,16 +1,27 @@
-"""Run the lab notebook with papermill: the executed copy is the answer key."""
+"""The lab notebook: rendered for a config, executed by papermill, published as the answer
+key (solutions, outputs, this run's answers) and as the student handout (gaps to fill).
+
+templates/lab.ipynb is the lab in plain NumPy, Keras and Matplotlib. Its cells carry nbgrader's
+metadata and markers; cells tagged `harness` connect it to the build and are dropped from every
+notebook a reader receives.
+"""
 
 from __future__ import annotations
 
+import ast
+import io
 import os
 import re
+import tokenize
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
 
 from pipeline import artifacts, i18n
+from pipeline.config import RESIDUAL_DEPTH, Config, loss_for
 from pipeline.errors import DaeReportError, RunError
 from pipeline.progress import LOG_ENV, LogFollower, terminal
 
@@ -29,60 +40,271 @@ def section_titles(notebook: nbformat.NotebookNode) -> dict[int, str]:
         if cell.cell_type == "markdown":
             match = re.search(r"^##\s+(.+)$", cell.source, flags=re.MULTILINE)
             current = match.group(1).strip() if match else current
-        elif current and "parameters" not in cell.metadata.get("tags", []):
+        elif current and PARAMETERS not in cell.metadata.get("tags", []):
             titles[index] = current
     return titles
 
 
-# Cell tags in templates/lab.ipynb, set once so the answer key and the handout never drift:
-SOLUTION = "solution"  # code the student writes: emptied in the handout
-ANSWER = "answer"  # a computed answer to a lab question: left out of the handout
-KEY_ONLY = "key-only"  # the build's own plumbing (parameters, saving metrics): left out too
+# How templates/lab.ipynb marks its cells, set once so the answer key and the handout never drift.
+PARAMETERS = "parameters"  # tag: the lab's constants, which render() writes from the config
+HARNESS = "harness"  # tag: the build's plumbing (seeding, cache, progress, analysis); no reader sees it
+METADATA = "dae_report"  # cell metadata: "when" (the settings a variant cell is for) and
+# "answers" (the answers.html.j2 macros that answer this cell's questions, in the answer key)
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"  # nbgrader's markers
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+PLACEHOLDER = "# TU CÓDIGO AQUÍ"  # what the handout shows in place of a solution region
+FIT_CELL = "training"  # nbgrader grade_id of the cell that compiles and fits the model
 
 
-def lab(lang: str) -> nbformat.NotebookNode:
-    """The lab notebook with its markdown in `lang` (code cells translate their own
-    printed text through `i18n.gettext`)."""
+# The comment beside each constant of the parameters cell (Spanish: catalogs translate it).
+CONSTANT_COMMENTS = {
+    "SEED": "semilla de NumPy y Keras",
+    "TRAIN_LIMIT": "None: todas las imágenes de entrenamiento",
+    "TEST_LIMIT": "None: todas las imágenes de test",
+    "NOISE_MEAN": "media del ruido gaussiano",
+    "NOISE_STD": "desviación típica del ruido",
+    "NOISE_STD_RANGE": "entrenamiento: desviación típica por imagen en este intervalo",
+    "POISSON_PEAK": "fotones que recibe un píxel blanco",
+    "SALT_PEPPER_AMOUNT": "fracción de píxeles que pasan a 0 o a 1",
+    "VAL_FRACTION": "fracción del entrenamiento reservada para validación",
+    "MODEL_WIDTH": "canales de la primera capa",
+    "MODEL_DEPTH": "capas convolucionales",
+    "LEARNING_RATE": "tasa de aprendizaje de Adam",
+    "LOSS": "función de pérdida",
+}
+PARAMETERS_TITLE = "Parámetros de la práctica"
+
+
+def constants(config: Config) -> dict[str, object]:
+    """The lab's named constants for `config`, only those its cells use. The parameters cell
+    holds them, so a reader sees the run's own values."""
+    noise, training = config.noise, config.training
+    values = {"SEED": config.seed, "TRAIN_LIMIT": config.data.train_limit, "TEST_LIMIT": config.data.test_limit}
+    if noise.type == "gaussian":
+        values["NOISE_MEAN"] = noise.mean
+    if noise.type in ("gaussian", "speckle"):
+        values["NOISE_STD"] = noise.std
+    if noise.std_range is not None:
+        values["NOISE_STD_RANGE"] = tuple(noise.std_range)
+    if noise.type == "poisson":
+        values["POISSON_PEAK"] = noise.peak
+    if noise.type == "salt_pepper":
+        values["SALT_PEPPER_AMOUNT"] = noise.amount
+    values["VAL_FRACTION"] = config.split.val_fraction
+    if config.model.name != "lab":
+        values["MODEL_WIDTH"] = config.model.width
+    if config.model.name == "residual":
+        values["MODEL_DEPTH"] = RESIDUAL_DEPTH
+    values.update(
+        EPOCHS=training.epochs,
+        BATCH_SIZE=training.batch_size,
+        LEARNING_RATE=training.learning_rate,
+        LOSS=loss_for(config.model.name, training.loss),
+    )
+    return values
+
+
+def lab(config: Config) -> nbformat.NotebookNode:
+    """The lab notebook as the build executes it: the variant cells `config` asks for, its
+    constants in the parameters cell, and every text in its language. Harness cells included."""
     notebook = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
-    translate = i18n.gettext(lang)
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            cell.source = translate(cell.source)
-    return notebook
-
-
-def handout(lang: str) -> nbformat.NotebookNode:
-    """The student's notebook: instructions and questions, solution cells emptied to a
-    placeholder, no answers, no outputs."""
-    notebook = lab(lang)
-    _ = i18n.gettext(lang)
-    placeholder = _("# TU CÓDIGO AQUÍ")
+    settings = _flatten(config.to_dict())
+    translate = i18n.gettext(config.report.lang)
     cells = []
     for cell in notebook.cells:
-        tags = cell.metadata.get("tags", [])
-        if ANSWER in tags or KEY_ONLY in tags:
+        if not _applies(cell.metadata.get(METADATA, {}).get("when"), settings):
             continue
-        if cell.cell_type == "code":
-            if SOLUTION in tags:
-                cell.source = placeholder
-            cell.outputs, cell.execution_count = [], None
+        cell.metadata.get(METADATA, {}).pop("when", None)
+        if PARAMETERS in cell.metadata.get("tags", []):
+            cell.source = _constants_cell(config, translate)
+        elif cell.cell_type == "markdown":
+            cell.source = translate(cell.source)
+        else:
+            cell.source = translate_code(cell.source, translate)
         cells.append(cell)
     notebook.cells = cells
     return notebook
 
 
-def execute(run_dir: Path, parameters: dict, lang: str, stream=None) -> Path:
-    """Execute the lab notebook inside `run_dir` and save it there as the answer key.
+def training_code(config: Config) -> str:
+    """The code cells that decide the trained model for `config`, as the template has them (any
+    language): every code cell up to and including the one that fits. The model cache's key."""
+    notebook = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
+    settings, code = _flatten(config.to_dict()), []
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or not _applies(cell.metadata.get(METADATA, {}).get("when"), settings):
+            continue
+        code.append(cell.source)
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == FIT_CELL:
+            return "\n\n".join(code)
+    raise ValueError(f"{artifacts.LAB_NOTEBOOK.name} has no cell {FIT_CELL!r}")
 
+
+def source(config: Config) -> nbformat.NotebookNode:
+    """The lab as an nbgrader source notebook: solution and hidden-test regions marked, checks
+    graded, no harness. An instructor can put it in a course's source/ folder."""
+    notebook = lab(config)
+    notebook.cells = [cell for cell in notebook.cells if HARNESS not in cell.metadata.get("tags", [])]
+    for cell in notebook.cells:
+        if cell.metadata.get(METADATA) == {}:
+            del cell.metadata[METADATA]
+    return notebook
+
+
+def handout(config: Config) -> nbformat.NotebookNode:
+    """The student's notebook: the source with each solution region replaced by a placeholder
+    (`# TU CÓDIGO AQUÍ`), hidden tests removed, and no outputs. Everything around the regions
+    (imports, loading, plotting, signatures, docstrings, checks) stays."""
+    notebook = source(config)
+    placeholder = i18n.gettext(config.report.lang)(PLACEHOLDER)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.source = _replace_regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, placeholder)
+            cell.source = _replace_regions(cell.source, BEGIN_HIDDEN, END_HIDDEN, None)
+            cell.outputs, cell.execution_count = [], None
+        marks = cell.metadata.get("nbgrader", {})
+        if marks.get("solution") or marks.get("grade") or marks.get("locked"):
+            cell.metadata["deletable"] = False  # as nbgrader's release locks them in Jupyter
+        if marks.get("locked"):
+            cell.metadata["editable"] = False
+    return notebook
+
+
+def answer_key(executed: nbformat.NotebookNode, answers: Callable[[str], str]) -> nbformat.NotebookNode:
+    """The executed lab as instructors receive it: harness cells dropped, and after each
+    question the run's answer (`answers(name)`, HTML) as a markdown cell."""
+    from markdownify import markdownify
+
+    cells = []
+    for cell in executed.cells:
+        if HARNESS in cell.metadata.get("tags", []):
+            continue
+        cells.append(cell)
+        for name in cell.metadata.get(METADATA, {}).get("answers", []):
+            text = markdownify(answers(name), heading_style="ATX", escape_underscores=False)
+            answer = nbformat.v4.new_markdown_cell(re.sub(r"\n{3,}", "\n\n", text).strip())
+            answer.metadata[METADATA] = {"answer": name}
+            cells.append(answer)
+    executed.cells = cells
+    return executed
+
+
+def _constants_cell(config: Config, translate) -> str:
+    lines = [f"# {translate(PARAMETERS_TITLE)}"]
+    for name, value in constants(config).items():
+        comment = CONSTANT_COMMENTS.get(name)
+        lines.append(f"{name} = {_literal(value) if isinstance(value, str) else repr(value)}" + (f"  # {translate(comment)}" if comment else ""))
+    return "\n".join(lines)
+
+
+def _flatten(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _applies(when: dict | None, settings: dict) -> bool:
+    """Whether a cell is for these settings: each condition lists the values it is for, or is
+    "set" (any value but None)."""
+    for key, allowed in (when or {}).items():
+        value = settings[key]
+        if allowed == "set" and value is None:
+            return False
+        if allowed != "set" and value not in allowed:
+            return False
+    return True
+
+
+def _replace_regions(text: str, begin: str, end: str, placeholder: str | None) -> str:
+    """Each `begin` … `end` region (marker lines included) becomes `placeholder` at the marker's
+    indentation, or nothing."""
+    lines, inside, out = text.split("\n"), False, []
+    for line in lines:
+        stripped = line.strip()
+        if stripped == begin:
+            inside = True
+            if placeholder is not None:
+                out.append(line[: len(line) - len(line.lstrip())] + placeholder)
+        elif stripped == end:
+            inside = False
+        elif not inside:
+            out.append(line)
+    return "\n".join(out).rstrip("\n")
+
+
+def translate_code(text: str, translate: Callable[[str], str]) -> str:
+    """A code cell in the reader's language: `_("…")` becomes the translated string literal,
+    and each comment and docstring is translated. nbgrader's markers stay as they are."""
+    replacements = []  # (start, end, new text), positions as (row, column)
+    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    for index, token in enumerate(tokens):
+        if token.type == tokenize.COMMENT and not token.string.startswith("###"):
+            message = token.string[1:].strip()
+            replacements.append((token.start, token.end, f"# {translate(message)}"))
+        elif token.type == tokenize.STRING and token.string.startswith('"""'):
+            message = token.string[3:-3]
+            replacements.append((token.start, token.end, f'"""{translate(message)}"""'))
+        elif (
+            token.type == tokenize.NAME and token.string == "_"
+            and index + 3 < len(tokens) and tokens[index + 1].string == "("
+            and tokens[index + 2].type == tokenize.STRING and tokens[index + 3].string == ")"
+        ):  # fmt: skip
+            message = ast.literal_eval(tokens[index + 2].string)
+            replacements.append((token.start, tokens[index + 3].end, _literal(translate(message))))
+    starts = [0]  # offset of each line's first character
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    for (row, column), (end_row, end_column), new in reversed(replacements):
+        text = text[: starts[row - 1] + column] + new + text[starts[end_row - 1] + end_column :]
+    return text
+
+
+def code_messages(text: str) -> list[str]:
+    """The messages `translate_code` translates in one code cell, for the catalogs."""
+    found = []
+    translate_code(text, lambda message: found.append(message) or message)
+    return found
+
+
+def _literal(text: str) -> str:
+    """A double-quoted Python string literal for `text`."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+SETTINGS_ENV = "DAE_REPORT_HARNESS"  # the kernel's copy of harness_settings(), as JSON
+
+
+def harness_settings(config: Config, dataset: dict, cache_dir: Path | None, run_id: str, retrain: bool) -> dict:
+    """What the harness cells (pipeline.harness) need from the build, as plain JSON data."""
+    return {
+        "config": config.to_dict(),
+        "dataset": dataset,  # source, digests and sizes of the verified files
+        "cache_dir": str(cache_dir) if cache_dir is not None else None,
+        "run_id": run_id,
+        "retrain": retrain,
+    }
+
+
+def execute(run_dir: Path, config: Config, harness: dict, keras_home: Path, stream=None) -> Path:
+    """Execute the lab notebook for `config` inside `run_dir`; returns the executed notebook.
+
+    `harness` is what the harness cells need from the build (`harness_settings`);
+    `keras_home` holds datasets/fashion-mnist, so the lab's own `load_data()` works offline.
     Progress (section headings, training epochs) goes to `stream` as it happens.
     """
+    import json
+
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     stream = terminal(stream)  # on_cell_start must not fail the cell when the reader goes
     output = run_dir / artifacts.ANSWER_KEY
     log_path = run_dir / artifacts.BUILD_LOG
-    notebook = lab(lang)
+    notebook = lab(config)
     titles, shown = section_titles(notebook), set()
 
     def on_cell_start(cell, cell_index):
@@ -94,7 +316,10 @@ def execute(run_dir: Path, parameters: dict, lang: str, stream=None) -> Path:
 
     kernel_env = {
         LOG_ENV: str(log_path),
-        "MPLBACKEND": "Agg",
+        SETTINGS_ENV: json.dumps(harness),
+        "KERAS_HOME": str(keras_home),
+        # The lab's plt.show() draws into the notebook, whatever the user's own setting.
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
@@ -104,7 +329,6 @@ def execute(run_dir: Path, parameters: dict, lang: str, stream=None) -> Path:
             papermill.execute_notebook(
                 notebook,
                 str(output),
-                parameters=parameters,
                 cwd=str(run_dir),
                 kernel_name="python3",
                 km=kernel_manager,

@@ -1,16 +1,21 @@
-"""Lab §6: compile and fit, with per-epoch progress, resumable, and the history as plain data."""
+"""Lab §6: fit with per-epoch progress, resumable and cached, and the history as plain data.
+
+The build fits inside the lab notebook (pipeline.harness wraps the model's own `fit`);
+`dae-report compare` compiles and fits here.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 
 from pipeline import artifacts, environment
 from pipeline.config import Config
-from pipeline.model import loss_for
+from pipeline.config import loss_for
 from pipeline.errors import RunError
 from pipeline.progress import format_duration, report
 
@@ -19,10 +24,10 @@ class EpochProgress(keras.callbacks.Callback):
     """One line per epoch (losses, the epoch's time, the time left at that pace), and the
     history so far in `history_path`, so a resumed run still has every epoch's losses."""
 
-    def __init__(self, epochs: int, history_path: Path | None = None) -> None:
+    def __init__(self, epochs: int, history_path: Path | None = None, echo: bool = True) -> None:
         super().__init__()
-        self.epochs, self.history_path = epochs, history_path
-        self.history = {"loss": [], "val_loss": [], "mse": [], "val_mse": [], "epoch_seconds": []}
+        self.epochs, self.history_path, self.echo = epochs, history_path, echo
+        self.history = {"loss": [], "val_loss": [], "epoch_seconds": []}
         self.resumed_from_epoch = 0
         self._first = True
 
@@ -32,13 +37,14 @@ class EpochProgress(keras.callbacks.Callback):
             saved = artifacts.read_json(self.history_path)
             self.history = {key: values[:epoch] for key, values in saved.items()}
             self.resumed_from_epoch = epoch
-            report(f"resumed after epoch {epoch}/{self.epochs} of an interrupted build")
+            report(f"resumed after epoch {epoch}/{self.epochs} of an interrupted build", echo=self.echo)
         self._first = False
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         for key in ("loss", "val_loss", "mse", "val_mse"):
-            self.history[key].append(float(logs[key]))
+            if key in logs:  # mse: when the model was compiled with it (dae-report compare)
+                self.history.setdefault(key, []).append(float(logs[key]))
         self.history["epoch_seconds"].append(time.perf_counter() - self._started)
         if self.history_path:
             self.history_path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +57,8 @@ class EpochProgress(keras.callbacks.Callback):
             f"{done:>{len(str(self.epochs))}}/{self.epochs}"
             f"  loss {logs['loss']:.4f}  val_loss {logs['val_loss']:.4f}"
             f"  {self.history['epoch_seconds'][-1]:.1f} s"
-            + (f"  ETA {format_duration(remaining)}" if done < self.epochs else "")
+            + (f"  ETA {format_duration(remaining)}" if done < self.epochs else ""),
+            echo=self.echo,  # in the notebook, Keras prints its own line per epoch
         )
 
 
@@ -62,13 +69,8 @@ def train(
     config: Config,
     cache=None,
 ) -> dict:
-    """Fit noisy -> clean. Pairs are (clean, noisy), as `data.split_validation` returns them.
-
-    With a `cache.ModelCache`, a model trained before on the same inputs is loaded instead, a
-    new one is stored, and an interrupted run resumes from its last finished epoch.
-    Returns the history (per-epoch loss, val_loss, seconds; total seconds) and, with a cache,
-    what was decided about the model.
-    """
+    """Compile and fit noisy -> clean. Pairs are (clean, noisy), as `data.split_validation`
+    returns them. See `fit` for the cache and the history returned."""
     settings = config.training
     train_clean, train_noisy = train_pair
     val_clean, val_noisy = val_pair
@@ -83,27 +85,8 @@ def train(
             metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
             jit_compile=settings.jit_compile,
         )
-    record = cache.lookup() if cache is not None else None
-    if record is not None:
-        model.load_weights(cache.model_path())
-        report(f"model reused from run {record['run']} (cache key {cache.key}): nothing that "
-               "affects training changed")  # fmt: skip
-        return {**record["history"], "cache": cache.decision(record)}
 
-    if cache is not None:
-        cache.check_backup()  # an unreadable resume state is dropped, not fatal at every build
-    history_path = cache.backup_dir / "history.json" if cache is not None else None
-    progress = EpochProgress(settings.epochs, history_path)
-    callbacks = [progress, keras.callbacks.TerminateOnNaN()]
-    if cache is not None:  # after `progress`, so the history is saved before the weights
-        callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
-    report(
-        f"training: {len(train_clean)} images, {settings.epochs} epochs × {steps} batches "
-        f"of {settings.batch_size}",
-        echo=False,
-    )
-    started = time.perf_counter()
-    with environment.xla_allowed(settings.jit_compile):
+    def run_fit(callbacks: list) -> None:
         model.fit(
             train_noisy,
             train_clean,
@@ -114,6 +97,44 @@ def train(
             verbose=0,
             callbacks=callbacks,
         )
+
+    announce(len(train_clean), settings.epochs, settings.batch_size)
+    return fit(model, run_fit, config, cache)
+
+
+def announce(images: int, epochs: int, batch_size: int) -> None:
+    """The build log's line before training: how much work the epochs are."""
+    steps = -(-images // batch_size)
+    report(f"training: {images} images, {epochs} epochs × {steps} batches of {batch_size}", echo=False)
+
+
+def fit(model: keras.Model, run_fit: Callable[[list], object], config: Config, cache=None, echo: bool = True) -> dict:
+    """Train `model` by calling `run_fit(callbacks)`, which fits it (lab §6) with our callbacks
+    added: per-epoch progress and, with a `cache.ModelCache`, resuming an interrupted run.
+
+    With a cache, a model trained before on the same inputs is loaded instead and `run_fit` is
+    not called; a newly trained one is stored. Returns the history (per-epoch losses and
+    seconds, total seconds) and, with a cache, what was decided about the model. A loss that
+    is not finite is a RunError.
+    """
+    settings = config.training
+    record = cache.lookup() if cache is not None else None
+    if record is not None:
+        model.load_weights(cache.model_path())
+        report(f"model reused from run {record['run']} (cache key {cache.key}): nothing that "
+               "affects training changed", echo=echo)  # fmt: skip
+        return {**record["history"], "cache": cache.decision(record)}
+
+    if cache is not None:
+        cache.check_backup()  # an unreadable resume state is dropped, not fatal at every build
+    history_path = cache.backup_dir / "history.json" if cache is not None else None
+    progress = EpochProgress(settings.epochs, history_path, echo=echo)
+    callbacks = [progress, keras.callbacks.TerminateOnNaN()]
+    if cache is not None:  # after `progress`, so the history is saved before the weights
+        callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
+    started = time.perf_counter()
+    with environment.xla_allowed(settings.jit_compile):
+        run_fit(callbacks)
     history = {**progress.history, "seconds": time.perf_counter() - started}
     losses = history["loss"] + history["val_loss"]
     if len(history["loss"]) < settings.epochs or not np.all(np.isfinite(losses)):

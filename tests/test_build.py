@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pypdf import PdfReader
 
-from pipeline import artifacts, data, evaluate, noise, provenance
+from pipeline import artifacts, data, evaluate, noise, notebook, provenance
 from pipeline.build import build, create_run_dir, mark_latest
 from pipeline.config import Config, load_config
 from pipeline.errors import QualityRegression, RunError
@@ -110,21 +110,28 @@ def test_answer_key_ran_without_errors(quick_build):
     assert all(cell.execution_count is not None for cell in code)
     outputs = [output for cell in code for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURE_NAMES)
+    # the lab's own eight plots (§1.2, 1.3, 2.2, 3.2, 3.3, 6.1, 7, 8.1), drawn by its own code
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 8
     printed = "".join(o.get("text", "") for o in outputs)
-    assert "Forma de x_train: (4000, 28, 28)" in printed and "2/2" in printed
-    answers = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
-    assert "¿Qué tipo de ruido persiste?" in answers and "percentil 99" in answers
+    assert "Forma de x_train: (4000, 28, 28)" in printed and "Epoch 2/2" in printed
+    answers = "".join(cell.source for cell in answer_key.cells if cell.cell_type == "markdown")
+    assert "¿Qué tipo de ruido persiste?**" in answers and "percentil 99" in answers
     assert "cudart" not in printed  # TensorFlow's C++ messages stay in kernel.log
 
 
 def test_handout_is_written_beside_the_answer_key(quick_build):
+    """The shared build's handout and nbgrader source are the lab's, for the run's config."""
     run = quick_build.run_dir
+    config = Config.from_dict(read_json(run / "config.json"))
     handout = nbformat.read(run / "handout.ipynb", as_version=4)
-    code = [cell for cell in handout.cells if cell.cell_type == "code"]
-    assert code and all(cell.source == "# TU CÓDIGO AQUÍ" and not cell.outputs for cell in code)
+    assert [c.source for c in handout.cells] == [c.source for c in notebook.handout(config).cells]
+    assert sum("# TU CÓDIGO AQUÍ" in c.source for c in handout.cells if c.cell_type == "code") == 7
+    assert not any(c.get("outputs") for c in handout.cells if c.cell_type == "code")
+    source = nbformat.read(run / "nbgrader-source.ipynb", as_version=4)
+    assert [c.source for c in source.cells] == [c.source for c in notebook.source(config).cells]
     text = pdf_text(run / "handout.pdf")
     assert "¿Qué tipo de ruido persiste?" in text and "percentil" not in text
+    assert "def add_gaussian_noise(images, mean, std, rng):" in text and "rng.standard_normal" not in text
 
 
 def test_metrics_hold_the_numbers(quick_build):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import artifacts, cache
+from pipeline import artifacts, cache, notebook
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError
 from pipeline.model import build_lab_autoencoder
@@ -22,7 +22,9 @@ DIGESTS = {"train-images-idx3-ubyte.gz": "abc"}
 
 
 def key_of(*overrides):
-    return cache.digest(cache.training_inputs(load_config("quick", overrides=list(overrides)).to_dict(), DIGESTS))
+    """The model key of a build with the quick profile and `overrides`."""
+    config = load_config("quick", overrides=list(overrides))
+    return cache.digest(cache.training_inputs(config.to_dict(), DIGESTS, notebook.training_code(config)))
 
 
 def test_training_key_follows_what_changes_the_model():
@@ -39,10 +41,11 @@ def test_training_key_follows_what_changes_the_model():
 
 KEYS_SCRIPT = """
 import json, sys
-from pipeline import cache
+from pipeline import cache, notebook
 from pipeline.config import load_config
 config = load_config("quick").to_dict()
-training = cache.training_inputs(config, json.loads(sys.argv[1]))
+code = notebook.training_code(load_config("quick"))
+training = cache.training_inputs(config, json.loads(sys.argv[1]), code)
 print(json.dumps([cache.digest(training), cache.digest(cache.notebook_inputs(training, config))]))
 """
 
@@ -101,15 +104,17 @@ def test_a_copy_of_the_package_elsewhere_has_the_same_keys(tmp_path, installed_k
     assert cache_keys(tmp_path, package_copy(tmp_path)) == installed_keys
 
 
-# The README: the model's key covers the training code (data, noise, model, train, environment);
-# the notebook's also the notebook, every module, the answers and the catalogs; the report's
-# templates neither ("a change to the report templates only re-renders HTML and PDF").
+# The README: the model's key covers the training code (the notebook's code up to the fit;
+# train, harness, environment); the notebook's also the notebook, every module, the answers and
+# the catalogs; the report's templates neither ("a change to the report templates only
+# re-renders HTML and PDF"). data, noise and model are compare's training code, not a build's.
 SOURCE_CHANGES = {  # file in the package: (changes the model key, changes the notebook key)
-    "data.py": (True, True),
-    "noise.py": (True, True),
-    "model.py": (True, True),
+    "data.py": (False, True),
+    "noise.py": (False, True),
+    "model.py": (False, True),
     "train.py": (True, True),
     "environment.py": (True, True),
+    "harness.py": (True, True),
     "evaluate.py": (False, True),
     "templates/lab.ipynb": (False, True),
     "templates/answers.html.j2": (False, True),
@@ -126,6 +131,41 @@ def test_cache_keys_follow_the_sources_they_cover(source, tmp_path, installed_ke
         file.write("\n")  # one more byte: a change in content, nothing else
     model, notebook = cache_keys(tmp_path, root)
     assert (model != installed_keys[0], notebook != installed_keys[1]) == SOURCE_CHANGES[source]
+
+
+def _edit_lab(root: Path, grade_id: str | None, edit) -> None:
+    """Change one cell of the copy's lab notebook: the cell with nbgrader `grade_id`, or with
+    None the first markdown cell."""
+    import nbformat
+
+    path = root / "pipeline" / "templates" / "lab.ipynb"
+    lab = nbformat.read(path, as_version=4)
+    cell = next(
+        c for c in lab.cells
+        if (c.metadata.get("nbgrader", {}).get("grade_id") == grade_id if grade_id else c.cell_type == "markdown")
+    )  # fmt: skip
+    cell.source = edit(cell.source)
+    nbformat.write(lab, path)
+
+
+@pytest.mark.parametrize(
+    "grade_id, edit, retrains",
+    [
+        (None, lambda text: text + " Texto nuevo.", False),  # markdown: explanation, not code
+        ("mse", lambda text: text + "\nprint(mse_per_image.std())", False),  # after the fit
+        ("noise", lambda text: text.replace("np.clip(images + noise, 0.0, 1.0)", "np.clip(images + noise, 0.0, 0.9)"), True),
+        ("training", lambda text: text.replace("shuffle=True", "shuffle=False"), True),
+    ],
+    ids=["markdown", "code-after-fit", "noise-code", "fit-code"],
+)  # fmt: skip
+def test_the_model_key_covers_the_notebook_code_up_to_the_fit(grade_id, edit, retrains, tmp_path, installed_keys):
+    """Editing the lab's text, or its code after training, re-runs the notebook with the cached
+    model; editing what trains it retrains."""
+    root = package_copy(tmp_path)
+    _edit_lab(root, grade_id, edit)
+    model_key, notebook_key = cache_keys(tmp_path, root)
+    assert notebook_key != installed_keys[1]
+    assert (model_key != installed_keys[0]) == retrains
 
 
 @pytest.mark.parametrize(

@@ -92,7 +92,7 @@ def test_handout_command_writes_the_english_handout_with_the_course(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
-    assert sorted(path.name for path in out.iterdir()) == ["handout.ipynb", "handout.pdf"]
+    assert sorted(path.name for path in out.iterdir()) == ["handout.ipynb", "handout.pdf", "nbgrader-source.ipynb"]
     student = nbformat.read(out / "handout.ipynb", as_version=4)
     text = "\n".join(cell.source for cell in student.cells)
     assert "## Section 1 – Loading and exploring" in text and "# YOUR CODE HERE" in text

@@ -454,7 +454,7 @@ def _shim(tmp_path: Path, module: str, patch: str) -> dict:
 
 
 def _inject(tmp_path: Path) -> dict:
-    """Make the kernel fail inside a lab cell (§3, before training)."""
+    """Make the kernel fail inside a notebook cell: the harness's analysis, after training."""
     return _shim(tmp_path, "pipeline.evaluate", """
         def broken(*args, **kwargs):
             raise RuntimeError("injected fault")
@@ -539,7 +539,7 @@ def test_exception_in_a_notebook_cell_exits_3_and_names_it(tmp_path):
 
 def test_bad_input_found_once_the_run_started_is_a_run_failure(tmp_path):
     """Exit 2 promises no run folder: data the kernel refuses after the checks (here a DataError
-    raised in §3) fails the run that now exists, exit 3, naming the stage."""
+    raised in the analysis) fails the run that now exists, exit 3, naming the stage."""
     out = tmp_path / "reports"
     env = _shim(tmp_path, "pipeline.evaluate", """
         from pipeline.errors import DataError

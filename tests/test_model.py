@@ -1,6 +1,7 @@
 import numpy as np
 
 from pipeline import model
+from pipeline.config import loss_for
 
 
 def test_lab_architecture():
@@ -42,6 +43,6 @@ def test_every_offered_model_maps_images_to_images(name, width, parameters):
 
 
 def test_losses_follow_the_recipe_unless_set():
-    assert model.loss_for("lab", "auto") == "binary_crossentropy"
-    assert model.loss_for("unet", "auto") == "mse"
-    assert model.loss_for("lab", "mae") == "mae"
+    assert loss_for("lab", "auto") == "binary_crossentropy"
+    assert loss_for("unet", "auto") == "mse"
+    assert loss_for("lab", "mae") == "mae"

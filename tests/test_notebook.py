@@ -1,15 +1,24 @@
+import ast
+import itertools
+import json
+import sys
+
 import nbformat
+import numpy as np
 import pytest
 
-from pipeline import artifacts, notebook
+from pipeline import artifacts, data, notebook, noise
+from pipeline import model as lab_model
+from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, DataError, RunError
+from tests.conftest import SUBSET_DIR
 
 
 def test_lab_notebook_is_valid_and_runs_in_this_environment():
     lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
     nbformat.validate(lab)
     assert lab.metadata.kernelspec == {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = [cell for cell in lab.cells if "parameters" in cell.metadata.get("tags", [])]
+    parameters = [cell for cell in lab.cells if notebook.PARAMETERS in cell.metadata.get("tags", [])]
     assert len(parameters) == 1
     assert all(not cell.get("outputs") for cell in lab.cells if cell.cell_type == "code")
 
@@ -62,85 +71,302 @@ def test_an_error_ipython_could_not_format_still_reaches_the_user(tmp_path):
     assert str(unreadable) == "notebook cell 7 failed with CellExecutionError: "
 
 
-def _by_id(notebook_node):
-    return {cell.id: cell for cell in notebook_node.cells}
+# Every combination of the settings that choose a variant cell of the lab.
+VARIANTS = [
+    [f"noise.type={kind}", f"model.name={name}", f"training.schedule={schedule}"]
+    + (["noise.std_range=[0.1,0.7]"] if ranged else [])
+    for kind, name, schedule, ranged in itertools.product(
+        ("gaussian", "speckle", "poisson", "salt_pepper"), ("lab", "residual", "unet"),
+        ("constant", "cosine"), (False, True),
+    )
+    if not (ranged and kind != "gaussian")
+]  # fmt: skip
+STANDARD_LIBRARY = set(sys.stdlib_module_names)
+ALLOWED_IMPORTS = {"numpy", "matplotlib", "tensorflow", "keras"}
 
 
-@pytest.mark.parametrize("lang", ["es", "en"])
-def test_handout_has_no_solutions_no_answers_no_outputs(lang):
-    key, student = notebook.lab(lang), notebook.handout(lang)
-    placeholder = {"es": "# TU CÓDIGO AQUÍ", "en": "# YOUR CODE HERE"}[lang]
-    kept = _by_id(student)
-    for cell in key.cells:
-        tags = cell.metadata.get("tags", [])
-        if notebook.ANSWER in tags or notebook.KEY_ONLY in tags:
-            assert cell.id not in kept
-        elif notebook.SOLUTION in tags:
-            assert kept[cell.id].source == placeholder
-        else:  # instructions and questions: the same text in both, from one source
-            assert kept[cell.id].source == cell.source
-    for cell in student.cells:
+def _config(*overrides: str, profile: str = "quick") -> Config:
+    return load_config(profile, overrides=overrides)
+
+
+def _imports(cell_source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(cell_source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add((node.module or "").split(".")[0])
+    return names
+
+
+def _grade_ids(notebook_node) -> list[str]:
+    return [c.metadata.nbgrader.grade_id for c in notebook_node.cells if "nbgrader" in c.metadata]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=lambda overrides: ",".join(overrides))
+def test_every_setting_gets_one_plain_lab(overrides):
+    """Whatever the config, the notebook a reader gets holds one cell per step (the variant for
+    its noise, model and schedule), each plain Python that imports nothing but the standard
+    library, NumPy, Keras/TensorFlow and Matplotlib, with the run's own constants."""
+    config = _config(*overrides)
+    source = notebook.source(config)
+    nbformat.validate(source)
+    ids = _grade_ids(source)
+    assert len(ids) == len(set(ids))
+    assert {"normalise", "noise", "split", "model", "training", "predict", "mse"} <= set(ids)
+    for cell in source.cells:
+        assert notebook.HARNESS not in cell.metadata.get("tags", [])
         if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
-    nbformat.validate(student)
+            assert _imports(cell.source) <= ALLOWED_IMPORTS | STANDARD_LIBRARY, cell.source
+            assert "pipeline" not in cell.source and "metrics[" not in cell.source
+            assert "_(" not in cell.source  # translated into plain string literals
+    constants = {}
+    exec(source.cells[[c.metadata.get("tags") for c in source.cells].index([notebook.PARAMETERS])].source, constants)
+    assert constants["SEED"] == config.seed and constants["EPOCHS"] == config.training.epochs
+    assert constants["TRAIN_LIMIT"] == config.data.train_limit
+    assert constants["LOSS"] == ("binary_crossentropy" if config.model.name == "lab" else "mse")
 
 
-def test_the_lab_marks_its_solutions_and_answers():
+def test_the_lab_keeps_the_harness_apart():
+    """The build's cells are tagged, and only they know the package; the template names no
+    `metrics[...]` and no config object anywhere."""
     lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
-    tags = [tag for cell in lab.cells for tag in cell.metadata.get("tags", [])]
-    assert tags.count(notebook.SOLUTION) >= 15
-    assert tags.count(notebook.ANSWER) >= 4
-    untagged_code = [c.id for c in lab.cells if c.cell_type == "code" and not c.metadata.get("tags")]
-    assert untagged_code == []  # every code cell says what the handout does with it
+    harness = [c for c in lab.cells if notebook.HARNESS in c.metadata.get("tags", [])]
+    assert [c.source.strip().splitlines()[-1] for c in harness] == [
+        "harness.start(globals())", "harness.before_training(denoising_autoencoder)", "harness.finish(globals())",
+    ]  # fmt: skip
+    for cell in lab.cells:
+        if cell.cell_type == "code" and cell not in harness:
+            assert "pipeline" not in cell.source and "metrics[" not in cell.source and "cfg" not in cell.source
 
 
-def _printed(cell) -> str:
-    return "".join(output.text for output in cell.outputs if output.get("name") == "stdout")
+@pytest.mark.parametrize("lang, placeholder", [("es", "# TU CÓDIGO AQUÍ"), ("en", "# YOUR CODE HERE")])
+def test_handout_gaps_are_only_the_solution_regions(lang, placeholder):
+    """The handout is the source with each solution region replaced by the placeholder at its
+    indentation and the hidden tests removed: imports, loading, plots, signatures, docstrings
+    and the visible checks stay, line for line."""
+    config = _config(f"report.lang={lang}")
+    source, student = notebook.source(config), notebook.handout(config)
+    assert [c.id for c in student.cells] == [c.id for c in source.cells]
+    regions = 0
+    for original, handed_out in zip(source.cells, student.cells):
+        if original.cell_type == "markdown":
+            assert handed_out.source == original.source
+            continue
+        assert handed_out.outputs == [] and handed_out.execution_count is None
+        assert notebook.BEGIN_SOLUTION not in handed_out.source and notebook.BEGIN_HIDDEN not in handed_out.source
+        kept = [line for line in original.source.split("\n")]
+        expected, inside = [], None
+        for line in kept:
+            if line.strip() in (notebook.BEGIN_SOLUTION, notebook.BEGIN_HIDDEN):
+                inside = line.strip()
+                if inside == notebook.BEGIN_SOLUTION:
+                    regions += 1
+                    expected.append(line.replace(notebook.BEGIN_SOLUTION, placeholder))
+            elif line.strip() in (notebook.END_SOLUTION, notebook.END_HIDDEN):
+                inside = None
+            elif inside is None:
+                expected.append(line)
+        assert handed_out.source == "\n".join(expected).rstrip("\n"), original.id
+        if original.metadata.get("nbgrader", {}).get("solution"):
+            assert placeholder in handed_out.source
+        elif notebook.BEGIN_HIDDEN not in original.source:
+            assert handed_out.source == original.source  # scaffolding and checks: untouched
+    assert regions == 7  # normalise, the noise function, split, model, training, predict, mse
+    by_id = {c.id: c for c in student.cells}
+    assert "load_data()" in by_id["x-train-y-train-x-test-y-test-ke"].source
+    assert 'def add_gaussian_noise(images, mean, std, rng):' in by_id["noise"].source
+    assert "plt.hist(x_train_noisy" in "".join(c.source for c in student.cells)
 
 
-def _shown(cell) -> list[list[str]]:
-    """What a cell displayed besides printed text: the kinds of each figure or table."""
-    return [sorted(output.data) for output in cell.outputs if output.output_type == "display_data"]
+def test_answer_key_drops_the_harness_and_answers_after_each_question():
+    config = _config()
+    executed = notebook.lab(config)
+    key = notebook.answer_key(executed, lambda name: f"<div class=\"answer\"><p><strong>{name}.</strong> "
+                                                      f"<code>val_loss</code> 0,5</p></div>")  # fmt: skip
+    assert not [c for c in key.cells if notebook.HARNESS in c.metadata.get("tags", [])]
+    answers = [(i, c) for i, c in enumerate(key.cells) if c.metadata.get(notebook.METADATA, {}).get("answer")]
+    assert [c.metadata[notebook.METADATA]["answer"] for _, c in answers] == [
+        "noise", "overfitting", "details", "residual", "blur", "anomalies",
+    ]  # fmt: skip
+    for index, cell in answers:
+        assert cell.cell_type == "markdown" and "<" not in cell.source  # markdown, not HTML
+        assert cell.source == f"**{cell.metadata[notebook.METADATA]['answer']}.** `val_loss` 0,5"
+        question = next(c for c in reversed(key.cells[:index]) if not c.metadata.get(notebook.METADATA, {}).get("answer"))
+        assert cell.metadata[notebook.METADATA]["answer"] in question.metadata[notebook.METADATA]["answers"]
 
 
-def _solutions_before_training(cells) -> list[str]:
-    """Ids of the solution cells of sections 0-3: the lab up to "Sección 4" (split and training)."""
-    ids = []
-    for cell in cells:
-        if cell.cell_type == "markdown" and cell.source.startswith("## Sección 4 "):
-            return ids
-        if cell.cell_type == "code" and notebook.SOLUTION in cell.metadata.get("tags", []):
-            ids.append(cell.id)
-    raise AssertionError("the lab has no Sección 4")
+# --- One model, one noise, one split: the notebook's code and the package's agree ---------
 
 
-def test_a_student_can_start_from_the_handout(quick_build, tmp_path, monkeypatch):
-    """The handout keeps every cell a student writes, in the key's order, and nothing the key's
-    solutions need lives only in the cells it leaves out: with the key's own code written into
-    the placeholders of sections 0-3 (up to training, to stay fast), the handout runs in a kernel
-    and prints and shows, cell for cell, what the shared build's answer key did. The placeholders
-    left (sections 4 on) run as the comments they are."""
-    from nbclient import NotebookClient
+def _cell(notebook_node, grade_id: str) -> str:
+    (cell,) = [c for c in notebook_node.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    return cell.source
 
-    key = nbformat.read(quick_build.run_dir / "answer-key.ipynb", as_version=4)
-    key_cells, student = _by_id(key), notebook.handout("es")
-    written = _solutions_before_training(key.cells)
-    for cell_id in written:
-        _by_id(student)[cell_id].source = key_cells[cell_id].source  # KeyError: no place for it
-    # the build's parameters (data folder, config) come first, as papermill put them in the key
-    parameters = [c for c in key.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    student.cells[:0] = parameters
-    monkeypatch.setenv("MPLBACKEND", "Agg")  # the build's kernel setting; figures land in tmp_path
-    in_tmp = {"metadata": {"path": str(tmp_path)}}
-    client = NotebookClient(student, kernel_name="python3", timeout=300, resources=in_tmp)
-    client.execute()  # raises at the first cell that fails
 
-    ran = _by_id(student)
-    assert [c.id for c in student.cells if c.id in written] == written  # in the key's order
-    for cell_id in written:
-        assert _printed(ran[cell_id]) == _printed(key_cells[cell_id]), cell_id
-        assert _shown(ran[cell_id]) == _shown(key_cells[cell_id]), cell_id
-    after = student.cells[len(parameters) :]
-    left = [c for c in after if c.cell_type == "code" and c.id not in written]
-    assert left and all(c.source == "# TU CÓDIGO AQUÍ" for c in left)
-    assert all(c.execution_count and not c.outputs for c in left)
+def _run(code: str, **names) -> dict:
+    import keras
+    from keras import layers
+
+    namespace = {"np": np, "keras": keras, "layers": layers, **names}
+    exec(code, namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def subset():
+    dataset = data.load(SUBSET_DIR)
+    return dataset.train_images[:500], dataset.test_images[:100]
+
+
+def test_normalisation_equals_the_package(subset):
+    train, test = subset
+    values = _run(_cell(notebook.lab(_config()), "normalise"), x_train=train, x_test=test)
+    for ours, theirs in ((values["x_train"], data.to_unit_float(train)), (values["x_test"], data.to_unit_float(test))):
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["noise.std=0.7", "noise.mean=0.1"], ["noise.std_range=[0.1,0.7]"], ["noise.type=speckle"],
+    ["noise.type=poisson"], ["noise.type=salt_pepper", "noise.amount=0.2"], ["seed=7"],
+], ids=str)  # fmt: skip
+def test_noise_and_split_equal_the_package_bit_for_bit(subset, overrides):
+    """Same seed, same images: the notebook's noisy arrays and its validation split are the
+    package's (pipeline.noise.corrupt, pipeline.data.split_validation), bit for bit."""
+    config = _config(*overrides)
+    lab = notebook.lab(config)
+    train, test = data.to_unit_float(subset[0]), data.to_unit_float(subset[1])
+    constants = _run(lab.cells[2].source)
+    values = _run(_cell(lab, "noise"), x_train=train, x_test=test,
+                  rng=np.random.default_rng(constants["SEED"]), **_upper(constants))  # fmt: skip
+    rng = np.random.default_rng(config.seed)
+    expected_train = noise.corrupt(train, config.noise, rng, training=True)
+    expected_test = noise.corrupt(test, config.noise, rng)
+    assert values["x_train_noisy"].dtype == np.float32
+    assert np.array_equal(values["x_train_noisy"], expected_train)
+    assert np.array_equal(values["x_test_noisy"], expected_test)
+    split = _run(_cell(lab, "split"), x_train=train, x_train_noisy=expected_train, **_upper(constants))
+    (train_clean, train_noisy), (val_clean, val_noisy) = data.split_validation(train, expected_train, config.split.val_fraction)
+    for name, expected in (("x_train_clean", train_clean), ("x_train_noisy_sub", train_noisy),
+                           ("x_val_clean", val_clean), ("x_val_noisy", val_noisy)):  # fmt: skip
+        assert np.array_equal(split[name], expected), name
+
+
+def _upper(values: dict) -> dict:
+    return {name: value for name, value in values.items() if name.isupper()}
+
+
+@pytest.mark.parametrize("name", ["lab", "residual", "unet"])
+def test_the_notebook_model_is_the_package_model(name):
+    """Layer for layer: type, name, output shape and parameters; 74 497 and 7×7×64 for the lab."""
+    config = _config(f"model.name={name}", "model.width=16")
+    lab = notebook.lab(config)
+    code = _cell(lab, "model").replace("denoising_autoencoder.summary()", "")
+    ours = _run(code, **_upper(_run(lab.cells[2].source)), print=lambda *args: None)["denoising_autoencoder"]
+    theirs = lab_model.build(name, 16)
+
+    def layers(model):
+        return [(type(layer).__name__, layer.name, tuple(layer.output.shape[1:]), layer.count_params())
+                for layer in model.layers]  # fmt: skip
+
+    assert layers(ours) == layers(theirs)
+    assert ours.count_params() == theirs.count_params()
+    if name == "lab":
+        assert ours.count_params() == 74497 and lab_model.latent_shape(ours) == (7, 7, 64)
+
+
+# --- The notebooks people receive, executed the way they hold them -----------------------
+
+
+def _kernel_env(tmp_path, monkeypatch, without_package: bool = True) -> None:
+    """The kernel a student has: Keras' cache holding the data (as after its download), and no
+    `pipeline` to import (a package of that name that refuses to load comes first on the path)."""
+    keras_home = tmp_path / "keras"
+    data.fill_keras_cache(SUBSET_DIR, keras_home)
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    if without_package:
+        fake = tmp_path / "no-package" / "pipeline"
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text('raise ImportError("dae-report is not installed here")\n')
+        monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+
+
+TINY_CONSTANTS = {"TRAIN_LIMIT": 600, "TEST_LIMIT": 200, "EPOCHS": 2}
+NO_PACKAGE_CHECK = """
+try:
+    import pipeline
+except ImportError as error:
+    print("no package:", error)
+else:
+    raise AssertionError("the kernel could import pipeline")
+"""
+
+
+def test_answer_key_reads_as_a_solved_lab(quick_build):
+    """The shared build's key: plain code, its outputs, the run's answers; nothing of ours."""
+    key = nbformat.read(quick_build.run_dir / artifacts.ANSWER_KEY, as_version=4)
+    code = [c for c in key.cells if c.cell_type == "code"]
+    assert all("pipeline" not in c.source and "metrics[" not in c.source for c in code)
+    assert not [c for c in key.cells if notebook.HARNESS in c.metadata.get("tags", [])]
+    assert all(_imports(c.source) <= ALLOWED_IMPORTS | STANDARD_LIBRARY for c in code)
+    solved = {c.metadata.nbgrader.grade_id: c for c in code if c.metadata.get("nbgrader", {}).get("solution")}
+    assert "rng.standard_normal" in solved["noise"].source and "np.clip" in solved["noise"].source
+    assert "layers.Conv2D(32" in solved["model"].source and ".fit(" in solved["training"].source
+    assert ".compile(" in solved["training"].source
+    figures = [c for c in code if any("image/png" in o.get("data", {}) for o in c.outputs)]
+    assert len(figures) >= 8  # every plot of the lab, drawn by the lab's own code
+    assert "Epoch 2/2" in "".join(o.get("text", "") for o in solved["training"].outputs)
+    metrics = json.loads((quick_build.run_dir / artifacts.METRICS).read_text(encoding="utf-8"))
+    answers = [c.source for c in key.cells if c.metadata.get(notebook.METADATA, {}).get("answer")]
+    assert len(answers) == 6
+    threshold = metrics["anomalies"]["threshold"]
+    assert any(f"{threshold:.4f}".replace(".", ",") in answer for answer in answers)
+
+
+@pytest.mark.slow
+def test_answer_key_runs_without_the_package(quick_build, tmp_path, monkeypatch):
+    """Harness cells dropped, the key runs top to bottom in a kernel where `pipeline` cannot be
+    imported, on the test subset: what Colab or a JupyterHub does with it."""
+    import papermill
+
+    key = nbformat.read(quick_build.run_dir / artifacts.ANSWER_KEY, as_version=4)
+    key.cells.append(nbformat.v4.new_code_cell(NO_PACKAGE_CHECK))
+    _kernel_env(tmp_path, monkeypatch)
+    executed = papermill.execute_notebook(
+        key, str(tmp_path / "key.ipynb"), parameters=TINY_CONSTANTS, cwd=str(tmp_path),
+        kernel_name="python3", progress_bar=False,
+    )  # fmt: skip
+    assert "no package: dae-report is not installed here" in executed.cells[-1].outputs[0].text
+    checks = [c for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert checks and all(c.execution_count for c in checks)  # every check ran, and passed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_handout_runs_up_to_the_first_gap_and_its_check_fails(tmp_path, monkeypatch, lang):
+    """A student's first run: every cell before the first gap works without the package; the
+    gap's own cell runs (the placeholder is a comment); the check after it fails with its
+    message, as the blank handout should."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    config = _config("data.train_limit=600", "data.test_limit=200", "training.epochs=1", f"report.lang={lang}")
+    student = notebook.handout(config)
+    placeholder = {"es": "# TU CÓDIGO AQUÍ", "en": "# YOUR CODE HERE"}[lang]
+    first_gap = next(i for i, c in enumerate(student.cells) if c.cell_type == "code" and placeholder in c.source)
+    assert any("load_data()" in c.source for c in student.cells[:first_gap])
+    student.cells.insert(first_gap, nbformat.v4.new_code_cell(NO_PACKAGE_CHECK))
+    _kernel_env(tmp_path, monkeypatch)
+    with pytest.raises(PapermillExecutionError) as failure:
+        papermill.execute_notebook(student, str(tmp_path / "handout.ipynb"), cwd=str(tmp_path),
+                                   kernel_name="python3", progress_bar=False)  # fmt: skip
+    executed = nbformat.read(tmp_path / "handout.ipynb", as_version=4)
+    ran = [c for c in executed.cells if c.cell_type == "code" and c.execution_count]
+    (failed,) = [c for c in executed.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    assert failed.metadata.nbgrader.grade_id == "check_normalise"
+    assert failure.value.ename == "AssertionError"
+    message = {"es": "x_train y x_test deben ser float32", "en": "x_train and x_test must be float32"}[lang]
+    assert message in failure.value.evalue
+    assert ran[-1] is failed and placeholder in ran[-2].source  # the gap ran, then its check
+    assert len(ran) == len([c for c in executed.cells[: executed.cells.index(failed) + 1] if c.cell_type == "code"])

@@ -182,11 +182,12 @@ def test_log_follower_echoes_only_new_lines_as_they_come(tmp_path):
 
 
 def lab_sections() -> list[str]:
-    """The lab notebook's `##` sections that hold code to run, in order (its Spanish source)."""
-    import nbformat
+    """The `##` sections of the quick build's lab notebook that hold code to run, in order."""
+    from pipeline import notebook
+    from pipeline.config import load_config
 
     sections, current = [], None
-    for cell in nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4).cells:
+    for cell in notebook.lab(load_config("quick")).cells:
         if cell.cell_type == "markdown":
             headings = [line[3:].strip() for line in cell.source.splitlines() if line.startswith("## ")]
             current = headings[0] if headings else current

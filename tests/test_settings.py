@@ -81,7 +81,7 @@ def test_every_listed_setting_builds(build, tmp_path):
 
     for name, path, *_ in gate.HEADLINES:
         assert isinstance(at(metrics, path), float) and math.isfinite(at(metrics, path)), name
-    for history in ("loss", "val_loss", "mse", "val_mse"):
+    for history in ("loss", "val_loss"):  # the lab compiles with its loss alone
         assert len(metrics["training"][history]) == 1 and math.isfinite(metrics["training"][history][0]), history
 
     assert noise_as_defined(metrics["noise"], config), metrics["noise"]

@@ -1,0 +1,88 @@
+"""The build's hands inside the lab notebook: the cells tagged `harness`, which no reader sees.
+
+The lab's cells are plain NumPy and Keras. Three harness cells connect them to the build:
+
+- `start(globals())` after the imports: TensorFlow's deterministic ops, the run's settings;
+- `before_training(model)` before §6: the model's `fit` gains per-epoch progress on the terminal,
+  the model cache (a model trained before on the same inputs is loaded, not trained again) and
+  resuming an interrupted build from its last finished epoch;
+- `finish(globals())` at the end: collects what the lab produced and hands it to
+  pipeline.analysis, which computes every metric and figure of the report.
+
+The build passes its settings as JSON in $DAE_REPORT_HARNESS (pipeline.notebook.harness_settings).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+from pipeline import analysis, artifacts, cache, environment, i18n, notebook, train
+from pipeline.notebook import SETTINGS_ENV
+from pipeline.config import Config
+from pipeline.progress import report
+
+# What start() learnt and before_training() produced, for finish(): one run per kernel.
+_run: dict = {}
+
+
+def start(namespace: dict) -> None:
+    """Seed Keras with the lab's SEED and make TensorFlow's ops deterministic."""
+    values = json.loads(os.environ[SETTINGS_ENV])
+    config = Config.from_dict(values["config"])
+    environment.seed_everything(namespace.get("SEED", config.seed))
+    _run.clear()
+    _run.update(values, config=config, environment=environment.describe())
+
+
+def before_training(model) -> None:
+    """Wrap `model.fit`, so the lab's own call trains through pipeline.train.fit."""
+    config: Config = _run["config"]
+    model_cache = None
+    if _run["cache_dir"] is not None:
+        code = notebook.training_code(config)
+        inputs = cache.training_inputs(config.to_dict(), _run["dataset"]["digests"], code)
+        model_cache = cache.ModelCache(Path(_run["cache_dir"]), inputs, _run["run_id"], _run["retrain"])
+    lab_fit = model.fit
+
+    @functools.wraps(lab_fit)
+    def fit(*args, **kwargs):
+        import keras
+
+        def run_fit(callbacks):
+            with_ours = {**kwargs, "callbacks": list(kwargs.get("callbacks") or []) + callbacks}
+            model.jit_compile = config.training.jit_compile  # a speed setting, not the lab's
+            return lab_fit(*args, **with_ours)
+
+        images = args[0] if args else kwargs["x"]
+        train.announce(len(images), kwargs.get("epochs", 1), kwargs.get("batch_size") or 32)  # Keras' defaults
+        history = train.fit(model, run_fit, config, cache=model_cache, echo=False)
+        _run["history"] = history
+        if history.get("cache", {}).get("trained") is False:
+            _ = i18n.gettext(config.report.lang)
+            print(_("Modelo reutilizado de la ejecución {run}: nada de lo que decide el entrenamiento ha cambiado.")
+                  .format(run=history["cache"]["reused_from"]))  # fmt: skip
+        # What the lab's code reads: history.history["loss"], ["val_loss"].
+        keras_history = keras.callbacks.History()
+        keras_history.history = {key: history[key] for key in ("loss", "val_loss")}
+        keras_history.epoch = list(range(len(history["loss"])))
+        return keras_history
+
+    model.fit = fit
+
+
+def finish(namespace: dict) -> None:
+    """Collect the lab's outputs, analyse them, and write metrics.json and model.keras."""
+    config: Config = _run["config"]
+    outputs = analysis.LabOutputs.collect(namespace, config.training.batch_size)
+    report("analysis: metrics and figures from the notebook's arrays", echo=False)
+    metrics = {
+        "environment": {**_run["environment"], "seed": config.seed},
+        **analysis.analyse(outputs, config, _run["history"], Path(artifacts.FIGURES)),
+    }
+    metrics["dataset"] = {**_run["dataset"], **metrics["dataset"]}
+    metrics["resources"] = environment.resources()
+    namespace[analysis.MODEL].save(artifacts.MODEL)
+    artifacts.write_json(Path(artifacts.METRICS), metrics)
