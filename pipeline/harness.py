@@ -5,7 +5,7 @@ The lab's cells are plain NumPy and Keras. Three harness cells connect them to t
 - `start(globals())` after the imports: TensorFlow's deterministic ops, the run's settings;
 - `before_training(model)` before §6: the model's `fit` gains per-epoch progress on the terminal,
   the model cache (a model trained before on the same inputs is loaded, not trained again) and
-  resuming an interrupted build from its last finished epoch;
+  resuming an interrupted build from its last finished epoch; its `compile`, XLA if asked;
 - `finish(globals())` at the end: collects what the lab produced and hands it to
   pipeline.analysis, which computes every metric and figure of the report.
 
@@ -38,14 +38,22 @@ def start(namespace: dict) -> None:
 
 
 def before_training(model) -> None:
-    """Wrap `model.fit`, so the lab's own call trains through pipeline.train.fit."""
+    """Wrap `model.compile` and `model.fit`, so the lab's own calls train through
+    pipeline.train.fit, with XLA when training.jit_compile asks for it (a speed setting, not
+    the lab's)."""
     config: Config = _run["config"]
+    jit_compile = config.training.jit_compile
     model_cache = None
     if _run["cache_dir"] is not None:
         code = notebook.training_code(config)
         inputs = cache.training_inputs(config.to_dict(), _run["dataset"]["digests"], code)
         model_cache = cache.ModelCache(Path(_run["cache_dir"]), inputs, _run["run_id"], _run["retrain"])
-    lab_fit = model.fit
+    lab_compile, lab_fit = model.compile, model.fit
+
+    @functools.wraps(lab_compile)
+    def compile(*args, **kwargs):
+        with environment.xla_allowed(jit_compile):
+            return lab_compile(*args, **{"jit_compile": jit_compile, **kwargs})
 
     @functools.wraps(lab_fit)
     def fit(*args, **kwargs):
@@ -53,7 +61,6 @@ def before_training(model) -> None:
 
         def run_fit(callbacks):
             with_ours = {**kwargs, "callbacks": list(kwargs.get("callbacks") or []) + callbacks}
-            model.jit_compile = config.training.jit_compile  # a speed setting, not the lab's
             return lab_fit(*args, **with_ours)
 
         images = args[0] if args else kwargs["x"]
@@ -70,7 +77,7 @@ def before_training(model) -> None:
         keras_history.epoch = list(range(len(history["loss"])))
         return keras_history
 
-    model.fit = fit
+    model.compile, model.fit = compile, fit
 
 
 def finish(namespace: dict) -> None:
