@@ -2,7 +2,7 @@
 
 Each function draws one matplotlib Figure (no pyplot state, Agg canvas), saves it as
 `<name>.png` and `<name>.svg` in `folder`, closes it, and returns the PNG's path. Text on the
-figures comes in as arguments: the notebook (a template) holds the words.
+figures comes in as arguments: pipeline.analysis, in the run's language, holds the words.
 """
 
 from __future__ import annotations
