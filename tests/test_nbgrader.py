@@ -78,6 +78,9 @@ def nbgrader(course: Path, *arguments: str, keras: Path) -> subprocess.Completed
     environment.update(
         JUPYTER_CONFIG_DIR=str(scratch / "config"), JUPYTER_DATA_DIR=str(scratch / "data"),
         JUPYTER_RUNTIME_DIR=str(scratch / "runtime"), KERAS_HOME=str(keras),
+        # nbgrader runs the `alembic` command of its environment: an instructor's activated venv
+        # has it on PATH; `make test` calls .venv/bin/python without activating anything.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     )  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "nbgrader", *arguments], cwd=course, env=environment, check=False,
