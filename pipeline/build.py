@@ -101,7 +101,7 @@ def build(
             if earlier is not None:
                 stage.detail = f"reused {earlier.name}'s outputs: nothing the notebook uses changed"
             else:
-                run_notebook(run_dir, config, dataset_summary, cache_root, retrain, stream)
+                run_notebook(run_dir, config, dataset_summary, training_inputs, cache_root, retrain, stream)
         record.notebook = {"key": notebook_key, "reused_from": earlier.name if earlier else None}
 
         with stages.run("compare") as stage:
@@ -155,12 +155,12 @@ def build(
 
 
 def run_notebook(
-    run_dir: Path, config: Config, dataset: dict, cache_root: Path, retrain: bool, stream
+    run_dir: Path, config: Config, dataset: dict, training_inputs: dict, cache_root: Path, retrain: bool, stream
 ) -> None:  # fmt: skip
     """Execute the lab in `run_dir`, then publish it as the answer key: harness cells out, the
     run's answers in after the questions. The lab loads the verified files through a Keras
     cache made for this run, as `load_data()` would after downloading them."""
-    settings = notebook.harness_settings(config, dataset, cache_root.resolve(), run_dir.name, retrain)
+    settings = notebook.harness_settings(config, dataset, training_inputs, cache_root.resolve(), run_dir.name, retrain)
     with tempfile.TemporaryDirectory(prefix="dae-report-keras-") as keras_home:
         data.fill_keras_cache(Path(dataset["source"]), Path(keras_home))
         executed = notebook.execute(run_dir, config, settings, Path(keras_home), stream=stream)

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from pipeline import analysis, artifacts, cache, environment, i18n, notebook, train
+from pipeline import analysis, artifacts, cache, environment, i18n, train
 from pipeline.notebook import SETTINGS_ENV
 from pipeline.config import Config
 from pipeline.progress import report
@@ -45,8 +45,7 @@ def before_training(model) -> None:
     jit_compile = config.training.jit_compile
     model_cache = None
     if _run["cache_dir"] is not None:
-        code = notebook.training_code(config)
-        inputs = cache.training_inputs(config.to_dict(), _run["dataset"]["digests"], code)
+        inputs = _run["training_inputs"]
         model_cache = cache.ModelCache(Path(_run["cache_dir"]), inputs, _run["run_id"], _run["retrain"])
     lab_compile, lab_fit = model.compile, model.fit
 

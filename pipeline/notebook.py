@@ -278,11 +278,14 @@ def _literal(text: str) -> str:
 SETTINGS_ENV = "DAE_REPORT_HARNESS"  # the kernel's copy of harness_settings(), as JSON
 
 
-def harness_settings(config: Config, dataset: dict, cache_dir: Path | None, run_id: str, retrain: bool) -> dict:
+def harness_settings(
+    config: Config, dataset: dict, training_inputs: dict, cache_dir: Path | None, run_id: str, retrain: bool
+) -> dict:  # fmt: skip
     """What the harness cells (pipeline.harness) need from the build, as plain JSON data."""
     return {
         "config": config.to_dict(),
         "dataset": dataset,  # source, digests and sizes of the verified files
+        "training_inputs": training_inputs,  # the model cache's key, as the build computed it
         "cache_dir": str(cache_dir) if cache_dir is not None else None,
         "run_id": run_id,
         "retrain": retrain,
