@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig \
 	fonts-dejavu-core fonts-noto-core fonts-noto-cjk
 
-.PHONY: report quick test install system-deps data clean
+.PHONY: report quick test lint install system-deps data clean
 
 report: install data  ## the full lab (20 epochs): reports/latest/
 	$(BIN)/dae-report build --profile $(PROFILE)
@@ -22,6 +22,10 @@ quick: install data  ## a small run of every stage, about two minutes on 2 cores
 
 test: install  ## the test suite, on the real subset committed under tests/data
 	$(BIN)/python -m pytest
+
+lint: install  ## the formatting and lint rules in pyproject.toml, as CI checks them
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 install: system-deps $(VENV)/.installed
 

@@ -8,9 +8,9 @@ from pipeline.figures, the studies beyond the lab from pipeline.baselines and ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -21,9 +21,16 @@ from pipeline.errors import RunError
 
 # The notebook's names for what it produces, as the lab names them.
 ARRAYS = (
-    "x_train", "y_train", "x_train_noisy", "x_val_clean", "x_val_noisy",
-    "x_test", "y_test", "x_test_noisy", "x_test_denoised",
-)  # fmt: skip
+    "x_train",
+    "y_train",
+    "x_train_noisy",
+    "x_val_clean",
+    "x_val_noisy",
+    "x_test",
+    "y_test",
+    "x_test_noisy",
+    "x_test_denoised",
+)
 MODEL = "denoising_autoencoder"
 
 
@@ -66,7 +73,10 @@ def analyse(outputs: LabOutputs, config: Config, history: dict, figures_dir: Pat
     draw = Figures(figures_dir, _)
     metrics = {
         "dataset": explore(outputs, draw),
-        "normalised": {"train": evaluate.value_range(outputs.x_train), "test": evaluate.value_range(outputs.x_test)},
+        "normalised": {
+            "train": evaluate.value_range(outputs.x_train),
+            "test": evaluate.value_range(outputs.x_test),
+        },
         "noise": noise_summary(outputs, config, draw),
         "split": {
             "val_fraction": config.split.val_fraction,
@@ -86,7 +96,12 @@ def analyse(outputs: LabOutputs, config: Config, history: dict, figures_dir: Pat
     metrics["evaluation"]["noisy_input"]["ssim"] = evaluate.summarise(
         evaluate.ssim_per_image(outputs.x_test, outputs.x_test_noisy)
     )
-    figures.histograms([mse_per_image], draw.folder, "mse_histogram", text={"x": _("MSE por imagen"), "y": _("Frecuencia")})
+    figures.histograms(
+        [mse_per_image],
+        draw.folder,
+        "mse_histogram",
+        text={"x": _("MSE por imagen"), "y": _("Frecuencia")},
+    )
     metrics["anomalies"] = anomalies(outputs, mse_per_image, edges_clean, draw)
     metrics.update(beyond_the_lab(outputs, config, draw))
     return metrics
@@ -108,11 +123,26 @@ def explore(outputs: LabOutputs, draw: Figures) -> dict:
     class_counts = evaluate.class_counts(outputs.y_train)
     names = [data.CLASS_NAMES[label] for label in outputs.y_train[:9]]
     figures.image_grid([raw_train[:9]], names, draw.folder, "samples", columns=3)
-    figures.bar_chart([row["name"] for row in class_counts], [row["count"] for row in class_counts],
-                   draw.folder, "class_distribution", text={"y": _("Imágenes")})  # fmt: skip
-    figures.histograms([raw_train], draw.folder, "pixel_histogram", text={"x": _("Valor de píxel (0-255)"), "y": _("Frecuencia")})
-    figures.image_grid([outputs.x_train[:6]], [data.CLASS_NAMES[y] for y in outputs.y_train[:6]],
-                    draw.folder, "normalised_samples", columns=3)  # fmt: skip
+    figures.bar_chart(
+        [row["name"] for row in class_counts],
+        [row["count"] for row in class_counts],
+        draw.folder,
+        "class_distribution",
+        text={"y": _("Imágenes")},
+    )
+    figures.histograms(
+        [raw_train],
+        draw.folder,
+        "pixel_histogram",
+        text={"x": _("Valor de píxel (0-255)"), "y": _("Frecuencia")},
+    )
+    figures.image_grid(
+        [outputs.x_train[:6]],
+        [data.CLASS_NAMES[y] for y in outputs.y_train[:6]],
+        draw.folder,
+        "normalised_samples",
+        columns=3,
+    )
     return {
         "train_shape": list(raw_train.shape),
         "test_shape": list(outputs.x_test.shape[:3]),
@@ -124,12 +154,19 @@ def explore(outputs: LabOutputs, draw: Figures) -> dict:
 def noise_summary(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
     """Lab §3: the noise asked for, and what it did to the training images."""
     _ = draw._
-    figures.image_grid([outputs.x_train[:8], outputs.x_train_noisy[:8]], [_("Original"), _("Ruidosa")], draw.folder, "clean_vs_noisy")
+    figures.image_grid(
+        [outputs.x_train[:8], outputs.x_train_noisy[:8]],
+        [_("Original"), _("Ruidosa")],
+        draw.folder,
+        "clean_vs_noisy",
+    )
     figures.histograms(
-        [outputs.x_train, outputs.x_train_noisy], draw.folder, "noise_histogram",
+        [outputs.x_train, outputs.x_train_noisy],
+        draw.folder,
+        "noise_histogram",
         text={"x": _("Valor de píxel (0-1)"), "y": _("Frecuencia")},
         labels=[_("Limpias (x_train)"), _("Con ruido (x_train_noisy)")],
-    )  # fmt: skip
+    )
     settings = config.noise
     return {
         "type": settings.type,
@@ -145,10 +182,18 @@ def noise_summary(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
 def training_summary(history: dict, config: Config, draw: Figures) -> dict:
     """Lab §6: the training settings, the per-epoch losses and the overfitting verdict."""
     _ = draw._
-    figures.loss_curves(history, draw.folder, text={
-        "train": _("Pérdida de entrenamiento"), "val": _("Pérdida de validación"),
-        "x": _("Época"), "y": _("Pérdida ({loss})").format(loss=loss_for(config.model.name, config.training.loss)),
-    })  # fmt: skip
+    figures.loss_curves(
+        history,
+        draw.folder,
+        text={
+            "train": _("Pérdida de entrenamiento"),
+            "val": _("Pérdida de validación"),
+            "x": _("Época"),
+            "y": _("Pérdida ({loss})").format(
+                loss=loss_for(config.model.name, config.training.loss)
+            ),
+        },
+    )
     settings = config.training
     return {
         "optimizer": "Adam",
@@ -167,8 +212,12 @@ def quality(outputs: LabOutputs, mse_per_image: np.ndarray, draw: Figures):
     Returns the metrics, the clean images' edge energy and the per-image SSIM (for §8)."""
     _ = draw._
     x_test, denoised, labels = outputs.x_test, outputs.x_test_denoised, outputs.y_test
-    figures.image_grid([x_test[:10], outputs.x_test_noisy[:10], denoised[:10]],
-                    [_("Limpia"), _("Ruidosa"), _("Reconstruida")], draw.folder, "denoising_grid")  # fmt: skip
+    figures.image_grid(
+        [x_test[:10], outputs.x_test_noisy[:10], denoised[:10]],
+        [_("Limpia"), _("Ruidosa"), _("Reconstruida")],
+        draw.folder,
+        "denoising_grid",
+    )
     ssim_per_image = evaluate.ssim_per_image(x_test, denoised)
     edges_clean = evaluate.gradient_energy(x_test)
     edges_denoised = evaluate.gradient_energy(denoised)
@@ -178,12 +227,21 @@ def quality(outputs: LabOutputs, mse_per_image: np.ndarray, draw: Figures):
     worst = [item["index"] for item in extremes["worst"]]
     figures.image_grid(
         [x_test[best], denoised[best], x_test[worst], denoised[worst]],
-        [_("Mejores: limpia"), _("Reconstruida"), _("Peores: limpia"), _("Reconstruida")], draw.folder, "extremes",
-    )  # fmt: skip
-    figures.signed_maps(residual_maps, data.CLASS_NAMES, draw.folder, "residual_maps",
-                     text={"scale": _("Residuo medio (reconstruida − limpia)")})  # fmt: skip
+        [_("Mejores: limpia"), _("Reconstruida"), _("Peores: limpia"), _("Reconstruida")],
+        draw.folder,
+        "extremes",
+    )
+    figures.signed_maps(
+        residual_maps,
+        data.CLASS_NAMES,
+        draw.folder,
+        "residual_maps",
+        text={"scale": _("Residuo medio (reconstruida − limpia)")},
+    )
     metrics = {
-        "per_class": evaluate.per_class(labels, mse_per_image, ssim_per_image, edges_clean, edges_denoised),
+        "per_class": evaluate.per_class(
+            labels, mse_per_image, ssim_per_image, edges_clean, edges_denoised
+        ),
         "extremes": extremes,
         "residual": residual_stats,
         "sharpness": float(edges_denoised.sum() / edges_clean.sum()),
@@ -192,27 +250,39 @@ def quality(outputs: LabOutputs, mse_per_image: np.ndarray, draw: Figures):
     return metrics, edges_clean, ssim_per_image
 
 
-def anomalies(outputs: LabOutputs, mse_per_image: np.ndarray, edges_clean: np.ndarray, draw: Figures) -> dict:
+def anomalies(
+    outputs: LabOutputs, mse_per_image: np.ndarray, edges_clean: np.ndarray, draw: Figures
+) -> dict:
     """Lab §8 note: test images above the 99th percentile of the validation MSE (never test's)."""
     _ = draw._
     val_denoised = outputs.predict(outputs.x_val_noisy)
     found = evaluate.anomalies(
-        evaluate.per_image_mse(outputs.x_val_clean, val_denoised), mse_per_image, outputs.y_test, edges_clean
+        evaluate.per_image_mse(outputs.x_val_clean, val_denoised),
+        mse_per_image,
+        outputs.y_test,
+        edges_clean,
     )
     shown = [item["index"] for item in found["images"][:10]]
     if shown:
-        figures.image_grid([outputs.x_test[shown], outputs.x_test_denoised[shown]],
-                        [_("Anómala: limpia"), _("Reconstruida")], draw.folder, "anomalies")  # fmt: skip
+        figures.image_grid(
+            [outputs.x_test[shown], outputs.x_test_denoised[shown]],
+            [_("Anómala: limpia"), _("Reconstruida")],
+            draw.folder,
+            "anomalies",
+        )
     return found
 
 
 def method_names(_: Callable[[str], str]) -> dict[str, str]:
     """The classical methods' names in the report's language."""
     return {
-        "gaussian": _("Filtro gaussiano"), "median": _("Filtro de mediana"),
-        "tv_chambolle": _("Variación total"), "wavelet": _("Wavelet"),
-        "nl_means": _("Medias no locales"), "bm3d": "BM3D",
-    }  # fmt: skip
+        "gaussian": _("Filtro gaussiano"),
+        "median": _("Filtro de mediana"),
+        "tv_chambolle": _("Variación total"),
+        "wavelet": _("Wavelet"),
+        "nl_means": _("Medias no locales"),
+        "bm3d": "BM3D",
+    }
 
 
 def beyond_the_lab(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
@@ -223,19 +293,30 @@ def beyond_the_lab(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
     selection = slice(0, settings.selection_images)
     val_clean, val_noisy = outputs.x_val_clean[selection], outputs.x_val_noisy[selection]
     x_test, x_test_noisy = outputs.x_test, outputs.x_test_noisy
-    method = baselines.method("tv_chambolle")  # the generalisation study's, if the comparison is off
+    method = baselines.method(
+        "tv_chambolle"
+    )  # the generalisation study's, if the comparison is off
     if settings.baselines:
-        rows, examples = baselines.run((val_clean, val_noisy), (x_test, x_test_noisy), config.noise.std)
-        found["baselines"] = {"selection_images": len(val_clean), "rows": rows,
-                              "bm3d_installed": baselines.bm3d_available()}  # fmt: skip
+        rows, examples = baselines.run(
+            (val_clean, val_noisy), (x_test, x_test_noisy), config.noise.std
+        )
+        found["baselines"] = {
+            "selection_images": len(val_clean),
+            "rows": rows,
+            "bm3d_installed": baselines.bm3d_available(),
+        }
         method = baselines.method(baselines.best(rows)["method"])
-        shown = {row["method"]: row["variant"] for row in sorted(rows, key=lambda row: row["psnr_of_mean_mse"])}
+        shown = {
+            row["method"]: row["variant"]
+            for row in sorted(rows, key=lambda row: row["psnr_of_mean_mse"])
+        }
         figures.image_grid(
             [x_test[:6], x_test_noisy[:6], outputs.x_test_denoised[:6]]
             + [examples[f"{name}/{variant}"] for name, variant in shown.items()],
             [_("Limpia"), _("Ruidosa"), _("Autoencoder")] + [names[name] for name in shown],
-            draw.folder, "baselines",
-        )  # fmt: skip
+            draw.folder,
+            "baselines",
+        )
     if settings.generalisation:
         subset = slice(0, settings.generalisation_images)
         rows = robustness.study(outputs.predict, val_clean, x_test[subset], method, config.seed)
@@ -243,11 +324,14 @@ def beyond_the_lab(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
         gaussian = [row for row in rows if row["kind"] == "gaussian"]
         figures.curves(
             [row["value"] for row in gaussian],
-            {_("Autoencoder"): [row["model"]["psnr"] for row in gaussian],
-             names[method.name]: [row["baseline"]["psnr"] for row in gaussian],
-             _("Entrada ruidosa"): [row["input"]["psnr"] for row in gaussian]},
-            draw.folder, "generalisation",
+            {
+                _("Autoencoder"): [row["model"]["psnr"] for row in gaussian],
+                names[method.name]: [row["baseline"]["psnr"] for row in gaussian],
+                _("Entrada ruidosa"): [row["input"]["psnr"] for row in gaussian],
+            },
+            draw.folder,
+            "generalisation",
             text={"x": _("Desviación típica del ruido gaussiano"), "y": "PSNR (dB)"},
             marker=config.noise.std,
-        )  # fmt: skip
+        )
     return found

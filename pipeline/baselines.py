@@ -10,8 +10,8 @@ which `unclip` inverts.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.special import ndtr  # the standard normal CDF
@@ -55,7 +55,9 @@ def _tv(image, weight):
 def _wavelet(image, sigma):
     from skimage.restoration import denoise_wavelet
 
-    return denoise_wavelet(image, sigma=sigma, wavelet="db2", mode="soft", method="BayesShrink", rescale_sigma=False)
+    return denoise_wavelet(
+        image, sigma=sigma, wavelet="db2", mode="soft", method="BayesShrink", rescale_sigma=False
+    )
 
 
 def _nl_means(image, h):
@@ -108,7 +110,9 @@ def choose(
             score = _score(val_clean, output)
             if score < best[variant][0]:
                 best[variant] = (score, value)
-    return {variant: (value, score) for variant, (score, value) in best.items() if value is not None}
+    return {
+        variant: (value, score) for variant, (score, value) in best.items() if value is not None
+    }
 
 
 def _bm3d(image, sigma):
@@ -153,9 +157,15 @@ def run(
             denoised = unclip(filtered, std) if variant == "corrected" else filtered
             seconds += (time.perf_counter() - started) / len(test_noisy)
             rows.append(
-                {"method": method.name, "variant": variant, "parameter": method.parameter,
-                 "value": float(value), "seconds_per_image": seconds, "images": images,
-                 **quality(test_clean, denoised)}  # fmt: skip
+                {
+                    "method": method.name,
+                    "variant": variant,
+                    "parameter": method.parameter,
+                    "value": float(value),
+                    "seconds_per_image": seconds,
+                    "images": images,
+                    **quality(test_clean, denoised),
+                }
             )
             examples[f"{method.name}/{variant}"] = denoised[:keep]
     return rows, examples

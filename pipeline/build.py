@@ -90,18 +90,24 @@ def build(
             with open(run_dir / artifacts.BUILD_LOG, "a", encoding="utf-8") as log:
                 log.writelines(f"warning: {warning}\n" for warning in warnings)
         artifacts.write_json(run_dir / artifacts.CONFIG, config.to_dict())
-        training_inputs = cache.training_inputs(config.to_dict(), digests, notebook.training_code(config))
+        training_inputs = cache.training_inputs(
+            config.to_dict(), digests, notebook.training_code(config)
+        )
         notebook_key = cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[:16]
         with stages.run("notebook", "the lab, executed by papermill → answer-key.ipynb") as stage:
             # An earlier run's outputs, each checked against its digest as it is copied; a
             # damaged entry is discarded with one line, and the notebook runs again.
-            earlier = None if retrain else cache.reuse_notebook(
-                cache_root, notebook_key, run_dir, warn=stages.warn
+            earlier = (
+                None
+                if retrain
+                else cache.reuse_notebook(cache_root, notebook_key, run_dir, warn=stages.warn)
             )
             if earlier is not None:
                 stage.detail = f"reused {earlier.name}'s outputs: nothing the notebook uses changed"
             else:
-                run_notebook(run_dir, config, dataset_summary, training_inputs, cache_root, retrain, stream)
+                run_notebook(
+                    run_dir, config, dataset_summary, training_inputs, cache_root, retrain, stream
+                )
         record.notebook = {"key": notebook_key, "reused_from": earlier.name if earlier else None}
 
         with stages.run("compare") as stage:
@@ -119,7 +125,11 @@ def build(
             comparison = metrics["comparison"]
             stage.detail = (
                 f"with {comparison['baseline']}: "
-                + (f"regressed: {', '.join(comparison['regressions'])}" if comparison["regressions"] else "no regression")
+                + (
+                    f"regressed: {', '.join(comparison['regressions'])}"
+                    if comparison["regressions"]
+                    else "no regression"
+                )
                 if comparison
                 else "no earlier run to compare with"
             )
@@ -130,7 +140,9 @@ def build(
             stage.detail = artifacts.REPORT_HTML
         with stages.run("pdf") as stage:
             attachments = [run_dir / artifacts.METRICS, run_dir / artifacts.CONFIG]
-            pages = report.write_pdf(html, run_dir / artifacts.REPORT_PDF, run_dir, attachments, started)
+            pages = report.write_pdf(
+                html, run_dir / artifacts.REPORT_PDF, run_dir, attachments, started
+            )
             stage.detail = f"{artifacts.REPORT_PDF}, {pages} pages"
         if handout:
             with stages.run("handout") as stage:
@@ -155,18 +167,28 @@ def build(
 
 
 def run_notebook(
-    run_dir: Path, config: Config, dataset: dict, training_inputs: dict, cache_root: Path, retrain: bool, stream
-) -> None:  # fmt: skip
+    run_dir: Path,
+    config: Config,
+    dataset: dict,
+    training_inputs: dict,
+    cache_root: Path,
+    retrain: bool,
+    stream,
+) -> None:
     """Execute the lab in `run_dir`, then publish it as the answer key: harness cells out, the
     run's answers in after the questions. The lab loads the verified files through a Keras
     cache made for this run, as `load_data()` would after downloading them."""
-    settings = notebook.harness_settings(config, dataset, training_inputs, cache_root.resolve(), run_dir.name, retrain)
+    settings = notebook.harness_settings(
+        config, dataset, training_inputs, cache_root.resolve(), run_dir.name, retrain
+    )
     with tempfile.TemporaryDirectory(prefix="dae-report-keras-") as keras_home:
         data.fill_keras_cache(Path(dataset["source"]), Path(keras_home))
         executed = notebook.execute(run_dir, config, settings, Path(keras_home), stream=stream)
     metrics = artifacts.read_json(run_dir / artifacts.METRICS)
     lang = config.report.lang
-    key = notebook.answer_key(nbformat.read(executed, as_version=4), lambda name: report.answer(name, metrics, lang))
+    key = notebook.answer_key(
+        nbformat.read(executed, as_version=4), lambda name: report.answer(name, metrics, lang)
+    )
     artifacts.write_text(executed, nbformat.writes(key))
 
 
@@ -174,9 +196,13 @@ class RunRecord:
     """run.json: how far the run got, each stage's times, and where the run came from."""
 
     def __init__(
-        self, run_dir: Path, config: Config, started: datetime, stages: Stages,
+        self,
+        run_dir: Path,
+        config: Config,
+        started: datetime,
+        stages: Stages,
         command: str = "build",
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.run_dir, self.config, self.started, self.stages = run_dir, config, started, stages
         self.notebook: dict | None = None
         self.values = {
@@ -196,7 +222,11 @@ class RunRecord:
         return {**self.values, "stages": self.stages.times, "notebook": self.notebook}
 
     def finish(self, status: str, error: BaseException | None = None, **values) -> None:
-        self.values.update(status=status, finished=datetime.now().astimezone().isoformat(timespec="seconds"), **values)
+        self.values.update(
+            status=status,
+            finished=datetime.now().astimezone().isoformat(timespec="seconds"),
+            **values,
+        )
         if error is not None:
             self.values["error"] = {"stage": self.stages.current, "message": describe(error)}
         self._write()
@@ -215,7 +245,9 @@ def write_handout(folder: Path, config: Config, started: datetime | None = None)
     started = started or datetime.now().astimezone()
     student = notebook.handout(config)
     artifacts.write_text(folder / artifacts.HANDOUT_NOTEBOOK, nbformat.writes(student))
-    artifacts.write_text(folder / artifacts.NBGRADER_SOURCE, nbformat.writes(notebook.source(config)))
+    artifacts.write_text(
+        folder / artifacts.NBGRADER_SOURCE, nbformat.writes(notebook.source(config))
+    )
     html = report.render_handout(student, config.to_dict(), started)
     pages = report.write_pdf(html, folder / artifacts.HANDOUT_PDF, folder, created=started)
     return f"{artifacts.HANDOUT_NOTEBOOK}, {artifacts.HANDOUT_PDF} ({pages} pages), {artifacts.NBGRADER_SOURCE}"

@@ -51,21 +51,29 @@ COMPARE_TRAINING_CODE = ("data.py", "noise.py", "model.py", "train.py", "environ
 # wrong result. tests/test_cache.py changes each key in turn and checks both lists.
 PRESENTATION = (
     # The report's cover: read when the HTML is rendered, after the notebook has run.
-    "report.title", "report.course", "report.instructor", "report.institution", "report.date",
+    "report.title",
+    "report.course",
+    "report.instructor",
+    "report.institution",
+    "report.date",
     "report.logo",
     # The quality gate: read by the compare stage, after the notebook has run.
-    "quality.max_regression.psnr_db", "quality.max_regression.mse_relative",
-    "quality.max_regression.ssim", "quality.max_regression.val_loss_relative",
-)  # fmt: skip
+    "quality.max_regression.psnr_db",
+    "quality.max_regression.mse_relative",
+    "quality.max_regression.ssim",
+    "quality.max_regression.val_loss_relative",
+)
 # report.lang is not here: the notebook's cells, printed text and answers are translated.
 NOTEBOOK_EXCLUDED = PRESENTATION
 MODEL_EXCLUDED = PRESENTATION + (
     "profile",  # a name for a set of values, each in the key itself; training never reads it
     "report.lang",  # the language of the text around the model, not of its training
     # The studies after training (§10): they use the trained model, never change it.
-    "evaluation.baselines", "evaluation.generalisation",
-    "evaluation.selection_images", "evaluation.generalisation_images",
-)  # fmt: skip
+    "evaluation.baselines",
+    "evaluation.generalisation",
+    "evaluation.selection_images",
+    "evaluation.generalisation_images",
+)
 
 
 class CacheDamaged(DaeReportError):
@@ -111,7 +119,9 @@ def training_inputs(config: dict, dataset_digests: dict, notebook_code: str | No
         "config": without(config, MODEL_EXCLUDED),
         "dataset": dataset_digests,
         "code": code,
-        "versions": {name: provenance.versions()[name] for name in ("tensorflow", "keras", "numpy")},
+        "versions": {
+            name: provenance.versions()[name] for name in ("tensorflow", "keras", "numpy")
+        },
     }
 
 
@@ -182,9 +192,13 @@ class ModelCache:
         try:
             model.save(staging / artifacts.MODEL)
             record = {
-                "key": self.key, "run": self.run_id, "stored": time.time(), "history": history,
-                "inputs": self.inputs, "files": file_digests([staging / artifacts.MODEL]),
-            }  # fmt: skip
+                "key": self.key,
+                "run": self.run_id,
+                "stored": time.time(),
+                "history": history,
+                "inputs": self.inputs,
+                "files": file_digests([staging / artifacts.MODEL]),
+            }
             _write_sealed(staging / RECORD, record)
             _install(staging, self.entry, replace=self.retrain)
         finally:
@@ -196,13 +210,21 @@ class ModelCache:
     def decision(self, record: dict | None, resumed_from_epoch: int = 0) -> dict:
         """What the report says about the model: trained here or reused, and why."""
         if record is not None:
-            return {"trained": False, "key": self.key, "reused_from": record["run"], "reason": "same-inputs"}
+            return {
+                "trained": False,
+                "key": self.key,
+                "reused_from": record["run"],
+                "reason": "same-inputs",
+            }
         if self.retrain:
-            return {"trained": True, "key": self.key, "reason": "retrain", "resumed_from_epoch": resumed_from_epoch}
+            return {
+                "trained": True,
+                "key": self.key,
+                "reason": "retrain",
+                "resumed_from_epoch": resumed_from_epoch,
+            }
         previous = self._latest_record()
-        changed = (
-            sorted(_changed(previous["inputs"], self.inputs)) if previous is not None else []
-        )
+        changed = sorted(_changed(previous["inputs"], self.inputs)) if previous is not None else []
         return {
             "trained": True,
             "key": self.key,
@@ -221,7 +243,9 @@ class ModelCache:
                 record = _read_sealed(path)
             except Damaged:
                 continue  # a damaged record is no comparison
-            if isinstance(record.get("inputs"), dict) and isinstance(record.get("stored"), (int, float)):
+            if isinstance(record.get("inputs"), dict) and isinstance(
+                record.get("stored"), (int, float)
+            ):
                 records.append(record)
         return max(records, key=lambda record: record["stored"], default=None)
 

@@ -29,55 +29,77 @@ def parser() -> argparse.ArgumentParser:
     settings = argparse.ArgumentParser(add_help=False)
     settings.add_argument("--config", type=Path, metavar="FILE.toml", help="settings in TOML")
     settings.add_argument(
-        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        dest="overrides",
         help="override one setting, e.g. --set training.epochs=5 (repeatable)",
-    )  # fmt: skip
-    settings.add_argument("--lang", choices=LANGUAGES, help="language of everything written (report.lang)")
+    )
+    settings.add_argument(
+        "--lang", choices=LANGUAGES, help="language of everything written (report.lang)"
+    )
     settings.add_argument("--debug", action="store_true", help="show tracebacks")
 
     build = commands.add_parser(
         "build", parents=[settings], help="train, evaluate and write a new report run"
     )
     build.add_argument(
-        "--profile", choices=list(PROFILES), default="full",
+        "--profile",
+        choices=list(PROFILES),
+        default="full",
         help="full: exactly the lab (default); quick: a few thousand images, 2 epochs",
-    )  # fmt: skip
+    )
     build.add_argument(
-        "--data-dir", type=Path,
+        "--data-dir",
+        type=Path,
         help="folder with the four Fashion-MNIST .gz files (default: $DAE_DATA_DIR, the Debian "
         "package, the Keras cache, then Keras' download)",
-    )  # fmt: skip
-    build.add_argument("--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)")
+    )
+    build.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)"
+    )
     build.add_argument("--handout", action="store_true", help="also write the student handout")
     build.add_argument(
         "--retrain", action="store_true", help="train even if a cached model fits (and store it)"
     )
     build.add_argument(
-        "--compare-to", metavar="RUN|metrics.json",
+        "--compare-to",
+        metavar="RUN|metrics.json",
         help="compare with this run (default: the newest finished build of the same profile that "
         "passed its quality gate); a regression past quality.max_regression exits with 1",
-    )  # fmt: skip
+    )
 
     compare = commands.add_parser(
         "compare", parents=[settings], help="train several models on the same data and compare them"
     )
     compare.add_argument("--profile", choices=list(PROFILES), default="full", help="as for build")
     compare.add_argument(
-        "--models", type=_models, default=["lab", "residual", "unet"], metavar="A,B,...",
+        "--models",
+        type=_models,
+        default=["lab", "residual", "unet"],
+        metavar="A,B,...",
         help="models to compare: lab, residual, unet (default: all three)",
-    )  # fmt: skip
+    )
     compare.add_argument(
-        "--std-range", type=_pair, metavar="LOW,HIGH",
+        "--std-range",
+        type=_pair,
+        metavar="LOW,HIGH",
         help="also train the first model on noise levels drawn in [LOW, HIGH]",
-    )  # fmt: skip
+    )
     compare.add_argument("--data-dir", type=Path, help="as for build")
-    compare.add_argument("--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)")
+    compare.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)"
+    )
 
     handout = commands.add_parser(
         "handout", parents=[settings], help="write the student handout (notebook + PDF) only"
     )
     handout.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT / "handout", help="folder (default: reports/handout/)"
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT / "handout",
+        help="folder (default: reports/handout/)",
     )
 
     cache = commands.add_parser(
@@ -93,9 +115,11 @@ def parser() -> argparse.ArgumentParser:
     )
     for action in (verify, clear):
         action.add_argument(
-            "--out", type=Path, default=DEFAULT_OUT,
+            "--out",
+            type=Path,
+            default=DEFAULT_OUT,
             help="reports folder whose .cache/ it is (default: reports/)",
-        )  # fmt: skip
+        )
         action.add_argument("--debug", action="store_true", help="show tracebacks")
     return main
 
@@ -188,7 +212,9 @@ def _models(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in ("lab", "residual", "unet")]
     if not names or unknown:
-        raise argparse.ArgumentTypeError(f"unknown model {unknown[0] if unknown else text!r} (choose from lab, residual, unet)")
+        raise argparse.ArgumentTypeError(
+            f"unknown model {unknown[0] if unknown else text!r} (choose from lab, residual, unet)"
+        )
     return names
 
 

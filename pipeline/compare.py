@@ -27,10 +27,22 @@ from pipeline.progress import StderrInto, format_duration, terminal
 # measured on the same machine (README, "Beyond the lab").
 RECIPES = {
     "lab": {},
-    "residual": {"loss": "mse", "schedule": "cosine", "learning_rate": 2e-3, "batch_size": 128,
-                 "epochs": 4, "jit_compile": True},
-    "unet": {"loss": "mse", "schedule": "cosine", "learning_rate": 3e-3, "batch_size": 128,
-             "epochs": 10, "jit_compile": True},
+    "residual": {
+        "loss": "mse",
+        "schedule": "cosine",
+        "learning_rate": 2e-3,
+        "batch_size": 128,
+        "epochs": 4,
+        "jit_compile": True,
+    },
+    "unet": {
+        "loss": "mse",
+        "schedule": "cosine",
+        "learning_rate": 3e-3,
+        "batch_size": 128,
+        "epochs": 10,
+        "jit_compile": True,
+    },
 }
 WIDTHS = {"lab": 32, "residual": 32, "unet": 16}
 CURVE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -49,8 +61,12 @@ class Prepared:
 
 def prepare(config: Config, dataset: data.Dataset) -> Prepared:
     """What the lab notebook does before training (§1–§4), as one function."""
-    train_images, _ = data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")
-    test_images, test_labels = data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")
+    train_images, _ = data.limit(
+        dataset.train_images, dataset.train_labels, config.data.train_limit, "train"
+    )
+    test_images, test_labels = data.limit(
+        dataset.test_images, dataset.test_labels, config.data.test_limit, "test"
+    )
     x_train, x_test = data.to_unit_float(train_images), data.to_unit_float(test_images)
     rng = np.random.default_rng(config.seed)
     x_train_noisy = noise.corrupt(x_train, config.noise, rng, training=True)
@@ -65,9 +81,14 @@ def variant(config: Config, name: str, std_range: tuple[float, float] | None = N
     if config.profile != "full":  # recipes' epochs are for the full data; quick keeps its own
         recipe.pop("epochs", None)
     training = dataclasses.replace(config.training, **recipe)
-    noise_config = dataclasses.replace(config.noise, std_range=std_range) if std_range else config.noise
+    noise_config = (
+        dataclasses.replace(config.noise, std_range=std_range) if std_range else config.noise
+    )
     return dataclasses.replace(
-        config, model=ModelConfig(name=name, width=WIDTHS[name]), training=training, noise=noise_config
+        config,
+        model=ModelConfig(name=name, width=WIDTHS[name]),
+        training=training,
+        noise=noise_config,
     )
 
 
@@ -108,8 +129,8 @@ def compare_models(
         import keras
 
         from pipeline import environment, train
-        from pipeline.model import build as build_model
         from pipeline.config import loss_for
+        from pipeline.model import build as build_model
         from pipeline.model import describe
 
         environment.seed_everything(config.seed)
@@ -131,44 +152,80 @@ def compare_models(
                 started_eval = time.perf_counter()
                 denoised = model.predict(test_noisy, batch_size=256, verbose=0)
                 seconds_per_image = (time.perf_counter() - started_eval) / len(test_noisy)
-                curve = _curve(model, test_clean[: config.evaluation.generalisation_images], config.seed)
+                curve = _curve(
+                    model, test_clean[: config.evaluation.generalisation_images], config.seed
+                )
                 results.append(
-                    {"name": label, "model": name, "std_range": levels, "recipe": {**dataclasses.asdict(settings.training), "width": settings.model.width,
-                                "loss": loss_for(name, settings.training.loss)},
-                     "parameters": describe(model)["parameters"], "history": history,
-                     "training_seconds": history["seconds"], "seconds_per_image": seconds_per_image,
-                     **baselines.quality(test_clean, denoised), "curve": curve}  # fmt: skip
+                    {
+                        "name": label,
+                        "model": name,
+                        "std_range": levels,
+                        "recipe": {
+                            **dataclasses.asdict(settings.training),
+                            "width": settings.model.width,
+                            "loss": loss_for(name, settings.training.loss),
+                        },
+                        "parameters": describe(model)["parameters"],
+                        "history": history,
+                        "training_seconds": history["seconds"],
+                        "seconds_per_image": seconds_per_image,
+                        **baselines.quality(test_clean, denoised),
+                        "curve": curve,
+                    }
                 )
                 examples[label] = denoised[:8]
                 stage.detail = f"{label}: {results[-1]['psnr_of_mean_mse']:.2f} dB in {format_duration(history['seconds'])}"
         with stages.run("figures") as stage:
             figures_dir = run_dir / artifacts.FIGURES
             figures.loss_curves_many(
-                {row["name"]: row["history"] for row in results}, figures_dir,
+                {row["name"]: row["history"] for row in results},
+                figures_dir,
                 text={"x": _("Época"), "y": _("MSE de validación")},
-            )  # fmt: skip
+            )
             test_clean, test_noisy = prepare(config, dataset).test
             figures.image_grid(
                 [test_clean[:8], test_noisy[:8], *examples.values()],
-                [_("Limpia"), _("Ruidosa"), *examples], figures_dir, "models",
-            )  # fmt: skip
+                [_("Limpia"), _("Ruidosa"), *examples],
+                figures_dir,
+                "models",
+            )
             figures.curves(
                 list(CURVE_LEVELS),
                 {row["name"]: [point["psnr"] for point in row["curve"]] for row in results},
-                figures_dir, "models_generalisation",
+                figures_dir,
+                "models_generalisation",
                 text={"x": _("Desviación típica del ruido gaussiano"), "y": "PSNR (dB)"},
                 marker=config.noise.std,
-            )  # fmt: skip
-        metrics = {"models": results, "noise": {"std": config.noise.std}, "target_psnr_db": TARGET_PSNR_DB,
-                   "test_images": len(test_clean), "curve_images": min(len(test_clean), config.evaluation.generalisation_images)}  # fmt: skip
+            )
+        metrics = {
+            "models": results,
+            "noise": {"std": config.noise.std},
+            "target_psnr_db": TARGET_PSNR_DB,
+            "test_images": len(test_clean),
+            "curve_images": min(len(test_clean), config.evaluation.generalisation_images),
+        }
         for row in metrics["models"]:
-            row["history"] = {key: row["history"][key] for key in ("loss", "val_loss", "mse", "val_mse") if key in row["history"]}
+            row["history"] = {
+                key: row["history"][key]
+                for key in ("loss", "val_loss", "mse", "val_mse")
+                if key in row["history"]
+            }
         artifacts.write_json(run_dir / artifacts.METRICS, metrics)
         with stages.run("report") as stage:
             values = report.context(run_dir, run_dir.name, started, provenance=record.as_dict())
-            html = report.environment(config.report.lang).get_template("compare.html.j2").render(values)
+            html = (
+                report.environment(config.report.lang)
+                .get_template("compare.html.j2")
+                .render(values)
+            )
             artifacts.write_text(run_dir / artifacts.REPORT_HTML, html)
-            pages = report.write_pdf(html, run_dir / artifacts.REPORT_PDF, run_dir, [run_dir / artifacts.METRICS], started)
+            pages = report.write_pdf(
+                html,
+                run_dir / artifacts.REPORT_PDF,
+                run_dir,
+                [run_dir / artifacts.METRICS],
+                started,
+            )
             stage.detail = f"{artifacts.REPORT_HTML}, {artifacts.REPORT_PDF} ({pages} pages)"
     except BaseException as error:
         end_failed_run(run_dir, record, stages.current, error, config.report.lang)
@@ -188,5 +245,10 @@ def _curve(model, clean: np.ndarray, seed: int) -> list[dict]:
     for index, std in enumerate(CURVE_LEVELS):
         noisy = noise.add_gaussian_noise(clean, 0.0, std, np.random.default_rng([seed, index]))
         denoised = model.predict(noisy, batch_size=256, verbose=0)
-        points.append({"std": std, "psnr": float(evaluate.psnr(evaluate.per_image_mse(clean, denoised).mean()))})
+        points.append(
+            {
+                "std": std,
+                "psnr": float(evaluate.psnr(evaluate.per_image_mse(clean, denoised).mean())),
+            }
+        )
     return points

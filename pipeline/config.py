@@ -12,9 +12,10 @@ import math
 import os
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pipeline import artifacts, logo
 from pipeline.errors import ConfigError
@@ -35,14 +36,22 @@ class DataConfig:
 @dataclass(frozen=True)
 class NoiseConfig:
     # The lab trains on Gaussian noise; §9 asks about others, which the model can train on too.
-    type: str = field(default="gaussian", metadata={"choices": ("gaussian", "poisson", "speckle", "salt_pepper")})
+    type: str = field(
+        default="gaussian", metadata={"choices": ("gaussian", "poisson", "speckle", "salt_pepper")}
+    )
     mean: float = field(default=0.0, metadata=_range(-1.0, 1.0))
     # The lab's helper defaults to 0.3 but §3 calls it with std=0.4: 0.4 is what it trains on.
     std: float = field(default=0.4, metadata=_range(0.0, 5.0, low_open=True))
     # [low, high]: train on a std drawn per image in this range (test stays at `std`).
-    std_range: tuple[float, float] | None = field(default=None, metadata=_range(0.0, 5.0, low_open=True))
-    peak: float = field(default=10.0, metadata=_range(0.0, 1e6, low_open=True))  # poisson: photons at white
-    amount: float = field(default=0.1, metadata=_range(0.0, 1.0, low_open=True, high_open=True))  # salt_pepper
+    std_range: tuple[float, float] | None = field(
+        default=None, metadata=_range(0.0, 5.0, low_open=True)
+    )
+    peak: float = field(
+        default=10.0, metadata=_range(0.0, 1e6, low_open=True)
+    )  # poisson: photons at white
+    amount: float = field(
+        default=0.1, metadata=_range(0.0, 1.0, low_open=True, high_open=True)
+    )  # salt_pepper
 
     def __post_init__(self) -> None:
         if self.std_range is not None and self.type != "gaussian":  # noise.corrupt would ignore it
@@ -73,7 +82,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class SplitConfig:
     # The first 10 % of the training set is validation (§4: x_train[:val_size]).
-    val_fraction: float = field(default=0.1, metadata=_range(0.0, 1.0, low_open=True, high_open=True))
+    val_fraction: float = field(
+        default=0.1, metadata=_range(0.0, 1.0, low_open=True, high_open=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,9 @@ class TrainingConfig:
     batch_size: int = field(default=256, metadata=_range(1, 65_536))
     learning_rate: float = field(default=1e-3, metadata=_range(0.0, 1e6, low_open=True))
     # auto: the model's own loss (binary cross-entropy for the lab's, MSE for the others).
-    loss: str = field(default="auto", metadata={"choices": ("auto", "binary_crossentropy", "mse", "mae")})
+    loss: str = field(
+        default="auto", metadata={"choices": ("auto", "binary_crossentropy", "mse", "mae")}
+    )
     # constant: the lab's fixed learning rate; cosine: decays it to zero over the run.
     schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})
     # XLA compilation: twice as slow for the lab's model on a CPU, 1.1-2× faster for the U-Net
@@ -171,8 +184,14 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The beyond-the-lab studies are left out: they cost more than this training.
     "fast": {
         "model": {"name": "unet", "width": 16},
-        "training": {"epochs": 2, "batch_size": 128, "learning_rate": 3e-3, "loss": "mse",
-                     "schedule": "cosine", "jit_compile": True},
+        "training": {
+            "epochs": 2,
+            "batch_size": 128,
+            "learning_rate": 3e-3,
+            "loss": "mse",
+            "schedule": "cosine",
+            "jit_compile": True,
+        },
         "evaluation": {"baselines": False, "generalisation": False},
     },
 }
@@ -214,7 +233,9 @@ def absolute(path: str | Path, base: Path) -> Path:
     return Path(os.path.normpath(base / Path(path).expanduser()))
 
 
-def _file_keys(cls: type | None = None, prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
+def _file_keys(
+    cls: type | None = None, prefix: tuple[str, ...] = ()
+) -> typing.Iterator[tuple[str, ...]]:
     """The keys of the settings that name a local file, e.g. ("report", "logo")."""
     hints = typing.get_type_hints(cls or Config)
     for item in dataclasses.fields(cls or Config):

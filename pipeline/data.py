@@ -21,9 +21,17 @@ from pipeline import artifacts
 from pipeline.errors import ConfigError, DataError
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -154,7 +162,9 @@ def read_idx(path: Path) -> tuple[np.ndarray, str]:
     except PermissionError:
         raise DataError(f"{path} cannot be read (permission denied)") from None
     except EOFError:
-        raise DataError(f"{path} is truncated (the gzip stream ends early); {_replace(path)}") from None
+        raise DataError(
+            f"{path} is truncated (the gzip stream ends early); {_replace(path)}"
+        ) from None
     except (gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path} is not a valid gzip file ({error}); {_replace(path)}") from None
     except OSError as error:
@@ -195,7 +205,8 @@ def _decompress_idx(stream, path: Path, largest: int) -> tuple[bytes, int, tuple
         )
     if len(raw) < expected:
         raise DataError(
-            f"{path} holds {len(raw)} bytes but its header {dims} needs {expected}; {_replace(path)}"
+            f"{path} holds {len(raw)} bytes but its header {dims} needs {expected}; "
+            f"{_replace(path)}"
         )
     return raw, header_size, dims
 
@@ -219,7 +230,9 @@ def limit(images: np.ndarray, labels: np.ndarray, count: int | None, what: str):
     if count is None:
         return images, labels
     if count > len(images):
-        raise ConfigError(f"data.{what}_limit = {count} but the {what} set has {len(images)} images")
+        raise ConfigError(
+            f"data.{what}_limit = {count} but the {what} set has {len(images)} images"
+        )
     return images[:count], labels[:count]
 
 

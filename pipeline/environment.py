@@ -53,7 +53,11 @@ def xla_allowed(jit_compile: bool):
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config  # no public way to turn it off
 
-    lift = jit_compile and tf_config.is_op_determinism_enabled() and not tf.config.list_physical_devices("GPU")
+    lift = (
+        jit_compile
+        and tf_config.is_op_determinism_enabled()
+        and not tf.config.list_physical_devices("GPU")
+    )
     if lift:
         tf_config.disable_op_determinism()
     try:

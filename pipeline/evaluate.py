@@ -87,8 +87,15 @@ def noise_effect(clean: np.ndarray, noisy: np.ndarray, chunk: int = 4096) -> dic
         x = clean[start : start + chunk].astype(np.float64)
         y = noisy[start : start + chunk].astype(np.float64)
         added = y - x
-        totals += [x.sum(), np.square(x).sum(), y.sum(), np.square(y).sum(),
-                   added.sum(), np.square(added).sum(), x.size]  # fmt: skip
+        totals += [
+            x.sum(),
+            np.square(x).sum(),
+            y.sum(),
+            np.square(y).sum(),
+            added.sum(),
+            np.square(added).sum(),
+            x.size,
+        ]
         zeros += int(np.count_nonzero(y == 0.0))
         ones += int(np.count_nonzero(y == 1.0))
         black += int(np.count_nonzero(x == 0.0))
@@ -123,7 +130,9 @@ def overfitting(loss: list[float], val_loss: list[float]) -> dict:
     train_losses = np.asarray(loss, dtype=np.float64)
     best = int(np.argmin(val))
     rise = float(val[-1] - val[best])
-    train_fell_after_best = bool(train_losses[-1] < train_losses[best]) if best < len(val) - 1 else False
+    train_fell_after_best = (
+        bool(train_losses[-1] < train_losses[best]) if best < len(val) - 1 else False
+    )
     overfit = rise > OVERFIT_TOLERANCE * val[best] and train_fell_after_best
     return {
         "best_epoch": best + 1,
@@ -146,7 +155,7 @@ def ssim_per_image(clean: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
     return np.array(
         [
             structural_similarity(a[..., 0], b[..., 0], data_range=1.0, win_size=7)
-            for a, b in zip(clean.astype(np.float64), reconstructed.astype(np.float64))
+            for a, b in zip(clean.astype(np.float64), reconstructed.astype(np.float64), strict=True)
         ]
     )
 
@@ -196,22 +205,35 @@ def extremes(mse: np.ndarray, labels: np.ndarray, count: int = 8) -> dict:
 
     def pick(indices):
         return [
-            {"index": int(i), "label": int(labels[i]), "name": CLASS_NAMES[labels[i]], "mse": float(mse[i])}
+            {
+                "index": int(i),
+                "label": int(labels[i]),
+                "name": CLASS_NAMES[labels[i]],
+                "mse": float(mse[i]),
+            }
             for i in indices
         ]
 
     return {"best": pick(order[:count]), "worst": pick(order[::-1][:count])}
 
 
-def residuals(clean: np.ndarray, reconstructed: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict]:
+def residuals(
+    clean: np.ndarray, reconstructed: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, dict]:
     """Lab §7 "¿Qué tipo de ruido persiste?": the residual (denoised − clean).
 
     Returns the mean residual map of each class, (10, 28, 28), and the residual's statistics:
     its bias, spread, and how structured it is. White noise has neighbour correlation ≈ 0; a
     residual that follows the garment's shapes (blur, missing detail) has a high one."""
     residual = (reconstructed.astype(np.float64) - clean.astype(np.float64))[..., 0]  # (N, 28, 28)
-    maps = np.stack([residual[labels == label].mean(axis=0) if (labels == label).any()
-                     else np.zeros(residual.shape[1:]) for label in range(len(CLASS_NAMES))])  # fmt: skip
+    maps = np.stack(
+        [
+            residual[labels == label].mean(axis=0)
+            if (labels == label).any()
+            else np.zeros(residual.shape[1:])
+            for label in range(len(CLASS_NAMES))
+        ]
+    )
     edges = gradient_mask(clean)
     return maps, {
         "mean": float(residual.mean()),
@@ -261,12 +283,21 @@ def anomalies(
         "share": float(len(above) / len(test_mse)),
         "edge_ratio": float(test_edges[above].mean() / test_edges.mean()) if len(above) else None,
         "images": [
-            {"index": int(i), "label": int(test_labels[i]), "name": CLASS_NAMES[test_labels[i]], "mse": float(test_mse[i])}
+            {
+                "index": int(i),
+                "label": int(test_labels[i]),
+                "name": CLASS_NAMES[test_labels[i]],
+                "mse": float(test_mse[i]),
+            }
             for i in above
         ],
         "by_class": [
-            {"label": label, "name": name, "count": int(counts[label]),
-             "share_of_class": float(counts[label] / totals[label]) if totals[label] else 0.0}
+            {
+                "label": label,
+                "name": name,
+                "count": int(counts[label]),
+                "share_of_class": float(counts[label] / totals[label]) if totals[label] else 0.0,
+            }
             for label, name in enumerate(CLASS_NAMES)
-        ],  # fmt: skip
+        ],
     }

@@ -8,8 +8,8 @@ figures comes in as arguments: pipeline.analysis, in the run's language, holds t
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -78,7 +78,9 @@ def image_grid(
                     axis.set_title(titles[r * n_cols + c], fontsize=8)
         if per_row:  # horizontal, wrapped: long labels do not outgrow a small row
             label = textwrap.fill(titles[r], 13, break_long_words=False)
-            axes[r][0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+            axes[r][0].set_ylabel(
+                label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4
+            )
     return save(figure, folder, name)
 
 
@@ -109,7 +111,7 @@ def histograms(
     """One histogram panel per array, side by side, sharing the y axis (lab §1.3, §3.3, §8.1)."""
     figure = Figure(figsize=(min(PAGE_WIDTH, 3.3 * len(series) + 1.5), 2.9), layout="constrained")
     axes = figure.subplots(1, len(series), sharey=True, squeeze=False)[0]
-    for index, (axis, values) in enumerate(zip(axes, series)):
+    for index, (axis, values) in enumerate(zip(axes, series, strict=True)):
         counts, edges = _histogram(values, bins)
         axis.stairs(counts, edges, fill=True, color="#3b6ea8")
         if log:
@@ -126,14 +128,18 @@ def histograms(
 def _histogram(values: np.ndarray, bins: int, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """np.histogram over chunks of images: 47 million pixels never become one float64 array."""
     values = np.asarray(values)
-    edges = np.histogram_bin_edges(np.array([values.min(), values.max()], dtype=np.float64), bins=bins)
+    edges = np.histogram_bin_edges(
+        np.array([values.min(), values.max()], dtype=np.float64), bins=bins
+    )
     counts = np.zeros(bins, dtype=np.int64)
     for start in range(0, len(values), chunk):
         counts += np.histogram(values[start : start + chunk], bins=edges)[0]
     return counts, edges
 
 
-def loss_curves(history: Mapping[str, Sequence[float]], folder: Path, text: Mapping[str, str]) -> Path:
+def loss_curves(
+    history: Mapping[str, Sequence[float]], folder: Path, text: Mapping[str, str]
+) -> Path:
     """Lab §6.1: training and validation loss per epoch (epochs numbered from 1)."""
     figure = Figure(figsize=(PAGE_WIDTH * 0.85, 3.2), layout="constrained")
     axis = figure.subplots()
@@ -164,7 +170,9 @@ def signed_maps(
         if index >= len(maps):
             axis.set_visible(False)
             continue
-        shown = axis.imshow(maps[index], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        shown = axis.imshow(
+            maps[index], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest"
+        )
         axis.set_title(titles[index], fontsize=8)
     bar = figure.colorbar(shown, ax=axes, shrink=0.8, pad=0.02)
     bar.set_label(text["scale"], fontsize=8)
@@ -195,7 +203,9 @@ def curves(
     return save(figure, folder, name)
 
 
-def loss_curves_many(histories: Mapping[str, Mapping[str, Sequence[float]]], folder: Path, text: Mapping[str, str]) -> Path:
+def loss_curves_many(
+    histories: Mapping[str, Mapping[str, Sequence[float]]], folder: Path, text: Mapping[str, str]
+) -> Path:
     """Several models' validation MSE per epoch (solid) and training MSE (dashed, same colour)."""
     figure = Figure(figsize=(PAGE_WIDTH * 0.85, 3.4), layout="constrained")
     axis = figure.subplots()

@@ -119,7 +119,10 @@ def metrics_schema() -> dict:
         for position, part in enumerate(path):
             if part == -1:  # the last of a list: all of it must be numbers
                 node.update(
-                    type="array", minItems=1, items=FINITE, description="a non-empty list of finite numbers"
+                    type="array",
+                    minItems=1,
+                    items=FINITE,
+                    description="a non-empty list of finite numbers",
                 )
                 break
             if part not in node.setdefault("required", []):
@@ -139,12 +142,16 @@ def load_baseline(reference: str | Path) -> tuple[dict, str]:
     path = Path(reference)
     metrics_path = path / artifacts.METRICS if path.is_dir() else path
     try:
-        content = artifacts.read_regular(metrics_path, "--compare-to", ConfigError, METRICS_MAX_BYTES)
+        content = artifacts.read_regular(
+            metrics_path, "--compare-to", ConfigError, METRICS_MAX_BYTES
+        )
     except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"--compare-to {reference}: no metrics.json there") from None
     except OSError as error:
         reason = error.strerror or error
-        raise ConfigError(f"--compare-to {reference}: cannot read {metrics_path}: {reason}") from None
+        raise ConfigError(
+            f"--compare-to {reference}: cannot read {metrics_path}: {reason}"
+        ) from None
     metrics = _parse_metrics(content, reference)
     # reports/latest is named by the run it points at: "latest" changes meaning with every build
     run_dir = metrics_path.resolve().parent

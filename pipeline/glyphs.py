@@ -57,8 +57,7 @@ def cover_warning(report: dict) -> str | None:
     named = ", ".join(f"{char} (U+{ord(char):04X})" for char in characters)
     where = ", ".join(f"report.{name}" for name, chars in missing.items() if chars)
     return (
-        f"no installed font has a glyph for {named} in {where}: "
-        f"they print as blank boxes ({HINT})"
+        f"no installed font has a glyph for {named} in {where}: they print as blank boxes ({HINT})"
     )
 
 
@@ -93,8 +92,11 @@ def _coverage() -> _Coverage:
     try:
         listing = subprocess.run(
             [command, "--format", "%{charset}\n"],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as error:
         raise GlyphCheckUnavailable(f"fc-list failed: {error}") from None
     return _parse_charsets(listing)

@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 
 from pipeline import analysis, artifacts, cache, environment, i18n, train
-from pipeline.notebook import SETTINGS_ENV
 from pipeline.config import Config
+from pipeline.notebook import SETTINGS_ENV
 from pipeline.progress import report
 
 # What start() learnt and before_training() produced, for finish(): one run per kernel.
@@ -46,7 +46,9 @@ def before_training(model) -> None:
     model_cache = None
     if _run["cache_dir"] is not None:
         inputs = _run["training_inputs"]
-        model_cache = cache.ModelCache(Path(_run["cache_dir"]), inputs, _run["run_id"], _run["retrain"])
+        model_cache = cache.ModelCache(
+            Path(_run["cache_dir"]), inputs, _run["run_id"], _run["retrain"]
+        )
     lab_compile, lab_fit = model.compile, model.fit
 
     @functools.wraps(lab_compile)
@@ -63,13 +65,19 @@ def before_training(model) -> None:
             return lab_fit(*args, **with_ours)
 
         images = args[0] if args else kwargs["x"]
-        train.announce(len(images), kwargs.get("epochs", 1), kwargs.get("batch_size") or 32)  # Keras' defaults
+        train.announce(
+            len(images), kwargs.get("epochs", 1), kwargs.get("batch_size") or 32
+        )  # Keras' defaults
         history = train.fit(model, run_fit, config, cache=model_cache, echo=False)
         _run["history"] = history
         if history.get("cache", {}).get("trained") is False:
             _ = i18n.gettext(config.report.lang)
-            print(_("Modelo reutilizado de la ejecución {run}: nada de lo que decide el entrenamiento ha cambiado.")
-                  .format(run=history["cache"]["reused_from"]))  # fmt: skip
+            print(
+                _(
+                    "Modelo reutilizado de la ejecución {run}: "
+                    "nada de lo que decide el entrenamiento ha cambiado."
+                ).format(run=history["cache"]["reused_from"])
+            )
         # What the lab's code reads: history.history["loss"], ["val_loss"].
         keras_history = keras.callbacks.History()
         keras_history.history = {key: history[key] for key in ("loss", "val_loss")}

@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import io
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract
@@ -95,7 +95,10 @@ def notebook_messages(path: Path) -> Iterator[tuple[str, str]]:
         if cell.cell_type == "markdown":
             yield cell.source, where
         elif lab_notebook.PARAMETERS in cell.metadata.get("tags", []):
-            for message in (lab_notebook.PARAMETERS_TITLE, *lab_notebook.CONSTANT_COMMENTS.values()):
+            for message in (
+                lab_notebook.PARAMETERS_TITLE,
+                *lab_notebook.CONSTANT_COMMENTS.values(),
+            ):
                 yield message, where
         elif cell.cell_type == "code":
             for message in lab_notebook.code_messages(cell.source):
@@ -124,7 +127,9 @@ def update() -> None:
             new.add(message, previous.string if previous else "", locations=[(where, None)])
         _path(lang).parent.mkdir(parents=True, exist_ok=True)
         with _path(lang).open("wb") as handle:
-            write_po(handle, new, width=100, omit_header=False, sort_output=False, include_lineno=False)
+            write_po(
+                handle, new, width=100, omit_header=False, sort_output=False, include_lineno=False
+            )
 
 
 def untranslated(lang: str) -> list[str]:

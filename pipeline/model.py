@@ -65,7 +65,9 @@ def build_residual(channels: int = 32, depth: int = RESIDUAL_DEPTH) -> keras.Mod
 
 def _double_conv(x, channels: int, name: str):
     for index in (1, 2):
-        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(
+            x
+        )
         x = layers.BatchNormalization(name=f"{name}_bn{index}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
     return x
@@ -101,5 +103,7 @@ def build(name: str, width: int) -> keras.Model:
 
 def latent_shape(model: keras.Model) -> tuple[int, ...] | None:
     """Shape of the narrowest feature map, without the batch axis: (7, 7, 64) for the lab."""
-    shapes = [tuple(layer.output.shape[1:]) for layer in model.layers if len(layer.output.shape) == 4]
+    shapes = [
+        tuple(layer.output.shape[1:]) for layer in model.layers if len(layer.output.shape) == 4
+    ]
     return min(shapes, key=lambda shape: (shape[0] * shape[1], -shape[2])) if shapes else None

@@ -38,7 +38,9 @@ def add_speckle_noise(images: np.ndarray, std: float, rng: np.random.Generator) 
     return np.clip(images * factor, 0.0, 1.0)
 
 
-def add_salt_pepper_noise(images: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+def add_salt_pepper_noise(
+    images: np.ndarray, amount: float, rng: np.random.Generator
+) -> np.ndarray:
     """A share `amount` of the pixels set to 0 or 1, half each."""
     noisy = images.astype(np.float32, copy=True)
     hit = rng.random(size=images.shape) < amount
@@ -46,7 +48,9 @@ def add_salt_pepper_noise(images: np.ndarray, amount: float, rng: np.random.Gene
     return noisy
 
 
-def gaussian_blur(images: np.ndarray, sigma: float, rng: np.random.Generator | None = None) -> np.ndarray:
+def gaussian_blur(
+    images: np.ndarray, sigma: float, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Blur each image with a Gaussian of `sigma` pixels (no noise; `rng` is unused)."""
     from scipy.ndimage import gaussian_filter
 
@@ -86,7 +90,9 @@ def add_gaussian_noise_range(
     return noisy
 
 
-def corrupt(images: np.ndarray, settings, rng: np.random.Generator, training: bool = False) -> np.ndarray:
+def corrupt(
+    images: np.ndarray, settings, rng: np.random.Generator, training: bool = False
+) -> np.ndarray:
     """The config's noise (`config.NoiseConfig`) on `images`. With `training` and a
     `std_range`, Gaussian noise takes a random std per image; test noise keeps `std`."""
     if settings.type == "gaussian":

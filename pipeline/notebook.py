@@ -13,9 +13,9 @@ import io
 import os
 import re
 import tokenize
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
@@ -24,6 +24,7 @@ from pipeline import artifacts, i18n
 from pipeline.config import RESIDUAL_DEPTH, Config, loss_for
 from pipeline.errors import DaeReportError, RunError
 from pipeline.progress import LOG_ENV, LogFollower, terminal
+
 
 # Our own errors raised inside the kernel keep their meaning (bad data is still exit code 2).
 def _subclasses(cls: type) -> list[type]:
@@ -47,7 +48,9 @@ def section_titles(notebook: nbformat.NotebookNode) -> dict[int, str]:
 
 # How templates/lab.ipynb marks its cells, set once so the answer key and the handout never drift.
 PARAMETERS = "parameters"  # tag: the lab's constants, which render() writes from the config
-HARNESS = "harness"  # tag: the build's plumbing (seeding, cache, progress, analysis); no reader sees it
+HARNESS = (
+    "harness"  # tag: the build's plumbing (seeding, cache, progress, analysis); no reader sees it
+)
 METADATA = "dae_report"  # cell metadata: "when" (the settings a variant cell is for) and
 # "answers" (the answers.html.j2 macros that answer this cell's questions, in the answer key)
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"  # nbgrader's markers
@@ -79,7 +82,11 @@ def constants(config: Config) -> dict[str, object]:
     """The lab's named constants for `config`, only those its cells use. The parameters cell
     holds them, so a reader sees the run's own values."""
     noise, training = config.noise, config.training
-    values = {"SEED": config.seed, "TRAIN_LIMIT": config.data.train_limit, "TEST_LIMIT": config.data.test_limit}
+    values = {
+        "SEED": config.seed,
+        "TRAIN_LIMIT": config.data.train_limit,
+        "TEST_LIMIT": config.data.test_limit,
+    }
     if noise.type == "gaussian":
         values["NOISE_MEAN"] = noise.mean
     if noise.type in ("gaussian", "speckle"):
@@ -132,7 +139,9 @@ def training_code(config: Config) -> str:
     notebook = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
     settings, code = _flatten(config.to_dict()), []
     for cell in notebook.cells:
-        if cell.cell_type != "code" or not _applies(cell.metadata.get(METADATA, {}).get("when"), settings):
+        if cell.cell_type != "code" or not _applies(
+            cell.metadata.get(METADATA, {}).get("when"), settings
+        ):
             continue
         code.append(cell.source)
         if cell.metadata.get("nbgrader", {}).get("grade_id") == FIT_CELL:
@@ -144,7 +153,9 @@ def source(config: Config) -> nbformat.NotebookNode:
     """The lab as an nbgrader source notebook: solution and hidden-test regions marked, checks
     graded, no harness. An instructor can put it in a course's source/ folder."""
     notebook = lab(config)
-    notebook.cells = [cell for cell in notebook.cells if HARNESS not in cell.metadata.get("tags", [])]
+    notebook.cells = [
+        cell for cell in notebook.cells if HARNESS not in cell.metadata.get("tags", [])
+    ]
     for cell in notebook.cells:
         if cell.metadata.get(METADATA) == {}:
             del cell.metadata[METADATA]
@@ -170,7 +181,9 @@ def handout(config: Config) -> nbformat.NotebookNode:
     return notebook
 
 
-def answer_key(executed: nbformat.NotebookNode, answers: Callable[[str], str]) -> nbformat.NotebookNode:
+def answer_key(
+    executed: nbformat.NotebookNode, answers: Callable[[str], str]
+) -> nbformat.NotebookNode:
     """The executed lab as instructors receive it: harness cells dropped, and after each
     question the run's answer (`answers(name)`, HTML) as a markdown cell."""
     from markdownify import markdownify
@@ -193,7 +206,10 @@ def _constants_cell(config: Config, translate) -> str:
     lines = [f"# {translate(PARAMETERS_TITLE)}"]
     for name, value in constants(config).items():
         comment = CONSTANT_COMMENTS.get(name)
-        lines.append(f"{name} = {_literal(value) if isinstance(value, str) else repr(value)}" + (f"  # {translate(comment)}" if comment else ""))
+        lines.append(
+            f"{name} = {_literal(value) if isinstance(value, str) else repr(value)}"
+            + (f"  # {translate(comment)}" if comment else "")
+        )
     return "\n".join(lines)
 
 
@@ -249,10 +265,13 @@ def translate_code(text: str, translate: Callable[[str], str]) -> str:
             message = token.string[3:-3]
             replacements.append((token.start, token.end, f'"""{translate(message)}"""'))
         elif (
-            token.type == tokenize.NAME and token.string == "_"
-            and index + 3 < len(tokens) and tokens[index + 1].string == "("
-            and tokens[index + 2].type == tokenize.STRING and tokens[index + 3].string == ")"
-        ):  # fmt: skip
+            token.type == tokenize.NAME
+            and token.string == "_"
+            and index + 3 < len(tokens)
+            and tokens[index + 1].string == "("
+            and tokens[index + 2].type == tokenize.STRING
+            and tokens[index + 3].string == ")"
+        ):
             message = ast.literal_eval(tokens[index + 2].string)
             replacements.append((token.start, tokens[index + 3].end, _literal(translate(message))))
     starts = [0]  # offset of each line's first character
@@ -279,8 +298,13 @@ SETTINGS_ENV = "DAE_REPORT_HARNESS"  # the kernel's copy of harness_settings(), 
 
 
 def harness_settings(
-    config: Config, dataset: dict, training_inputs: dict, cache_dir: Path | None, run_id: str, retrain: bool
-) -> dict:  # fmt: skip
+    config: Config,
+    dataset: dict,
+    training_inputs: dict,
+    cache_dir: Path | None,
+    run_id: str,
+    retrain: bool,
+) -> dict:
     """What the harness cells (pipeline.harness) need from the build, as plain JSON data."""
     return {
         "config": config.to_dict(),
@@ -326,7 +350,9 @@ def execute(run_dir: Path, config: Config, harness: dict, keras_home: Path, stre
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
-    kernel_manager = _KernelManager(kernel_name="python3", stderr_path=run_dir / artifacts.KERNEL_LOG)
+    kernel_manager = _KernelManager(
+        kernel_name="python3", stderr_path=run_dir / artifacts.KERNEL_LOG
+    )
     try:
         with _environment(kernel_env), LogFollower(log_path, stream, prefix="      "):
             papermill.execute_notebook(

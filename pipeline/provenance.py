@@ -12,7 +12,15 @@ from pathlib import Path
 from pipeline import artifacts
 
 # Keys of metrics.json that change from build to build without the results changing.
-RUN_SPECIFIC_KEYS = {"seconds", "epoch_seconds", "seconds_per_image", "cache", "content_digest", "baseline", "resources"}
+RUN_SPECIFIC_KEYS = {
+    "seconds",
+    "epoch_seconds",
+    "seconds_per_image",
+    "cache",
+    "content_digest",
+    "baseline",
+    "resources",
+}
 
 
 def package_version(*names: str) -> str | None:
@@ -39,20 +47,26 @@ def versions() -> dict[str, str | None]:
 
 def git_commit(folder: Path = artifacts.PACKAGE_DIR) -> dict | None:
     """The project's commit and whether the working tree differs from it; None outside git."""
+
     def git(*arguments: str) -> str:
         return subprocess.run(
             ["git", *arguments], cwd=folder, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def _without_run_specifics(value):
     if isinstance(value, dict):
-        return {k: _without_run_specifics(v) for k, v in value.items() if k not in RUN_SPECIFIC_KEYS}
+        return {
+            k: _without_run_specifics(v) for k, v in value.items() if k not in RUN_SPECIFIC_KEYS
+        }
     if isinstance(value, list):
         return [_without_run_specifics(v) for v in value]
     return value
@@ -68,7 +82,9 @@ def content_digest(run_dir: Path) -> str:
     hasher.update(json.dumps([metrics, config], sort_keys=True).encode())
     for path in sorted((run_dir / artifacts.FIGURES).iterdir()):
         hasher.update(path.name.encode() + b"\0" + path.read_bytes())
-    templates = sorted(artifacts.TEMPLATES_DIR.glob("*.j2")) + sorted(artifacts.TEMPLATES_DIR.glob("*.css"))
+    templates = sorted(artifacts.TEMPLATES_DIR.glob("*.j2")) + sorted(
+        artifacts.TEMPLATES_DIR.glob("*.css")
+    )
     templates += sorted((artifacts.TEMPLATES_DIR / "locale").rglob("*.po"))
     for path in templates:
         hasher.update(path.name.encode() + b"\0" + path.read_bytes())

@@ -107,7 +107,10 @@ def context(run_dir: Path, run_id: str, started: datetime, provenance: dict | No
         "config": config,
         "metrics": artifacts.read_json(run_dir / artifacts.METRICS),
         # SVG: vector charts, and the image grids keep their pixels crisp at any zoom.
-        "figures": {path.stem: data_uri(path) for path in sorted((run_dir / artifacts.FIGURES).glob("*.svg"))},
+        "figures": {
+            path.stem: data_uri(path)
+            for path in sorted((run_dir / artifacts.FIGURES).glob("*.svg"))
+        },
     }
 
 

@@ -7,7 +7,7 @@ images for each condition) denoise them; PSNR and SSIM say how each copes.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,8 +48,12 @@ def study(
                 "value": value,
                 "input": _short(baselines.quality(test_clean, test_noisy)),
                 "model": _short(baselines.quality(test_clean, predict(test_noisy))),
-                "baseline": {**_short(baselines.quality(test_clean, classical)),
-                             "method": method.name, "variant": variant, "parameter": float(chosen[variant][0])},  # fmt: skip
+                "baseline": {
+                    **_short(baselines.quality(test_clean, classical)),
+                    "method": method.name,
+                    "variant": variant,
+                    "parameter": float(chosen[variant][0]),
+                },
             }
         )
     return rows

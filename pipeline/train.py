@@ -7,15 +7,14 @@ The build fits inside the lab notebook (pipeline.harness wraps the model's own `
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 
 from pipeline import artifacts, environment
-from pipeline.config import Config
-from pipeline.config import loss_for
+from pipeline.config import Config, loss_for
 from pipeline.errors import RunError
 from pipeline.progress import format_duration, report
 
@@ -37,7 +36,9 @@ class EpochProgress(keras.callbacks.Callback):
             saved = artifacts.read_json(self.history_path)
             self.history = {key: values[:epoch] for key, values in saved.items()}
             self.resumed_from_epoch = epoch
-            report(f"resumed after epoch {epoch}/{self.epochs} of an interrupted build", echo=self.echo)
+            report(
+                f"resumed after epoch {epoch}/{self.epochs} of an interrupted build", echo=self.echo
+            )
         self._first = False
         self._started = time.perf_counter()
 
@@ -105,10 +106,18 @@ def train(
 def announce(images: int, epochs: int, batch_size: int) -> None:
     """The build log's line before training: how much work the epochs are."""
     steps = -(-images // batch_size)
-    report(f"training: {images} images, {epochs} epochs × {steps} batches of {batch_size}", echo=False)
+    report(
+        f"training: {images} images, {epochs} epochs × {steps} batches of {batch_size}", echo=False
+    )
 
 
-def fit(model: keras.Model, run_fit: Callable[[list], object], config: Config, cache=None, echo: bool = True) -> dict:
+def fit(
+    model: keras.Model,
+    run_fit: Callable[[list], object],
+    config: Config,
+    cache=None,
+    echo: bool = True,
+) -> dict:
     """Train `model` by calling `run_fit(callbacks)`, which fits it (lab §6) with our callbacks
     added: per-epoch progress and, with a `cache.ModelCache`, resuming an interrupted run.
 
@@ -121,8 +130,11 @@ def fit(model: keras.Model, run_fit: Callable[[list], object], config: Config, c
     record = cache.lookup() if cache is not None else None
     if record is not None:
         model.load_weights(cache.model_path())
-        report(f"model reused from run {record['run']} (cache key {cache.key}): nothing that "
-               "affects training changed", echo=echo)  # fmt: skip
+        report(
+            f"model reused from run {record['run']} (cache key {cache.key}): nothing that "
+            "affects training changed",
+            echo=echo,
+        )
         return {**record["history"], "cache": cache.decision(record)}
 
     if cache is not None:
