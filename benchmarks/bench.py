@@ -72,7 +72,10 @@ def lab_code(epochs: int, track: bool) -> dict:
     np.random.seed(SEED)
     tf.random.set_seed(SEED)
     dataset = data.load(data.locate(None))
-    (x_train, y_train), (x_test, y_test) = (dataset.train_images, dataset.train_labels), (dataset.test_images, dataset.test_labels)
+    (x_train, _), (x_test, _) = (
+        (dataset.train_images, dataset.train_labels),
+        (dataset.test_images, dataset.test_labels),
+    )
     x_train = x_train.astype("float32") / 255.0
     x_test = x_test.astype("float32") / 255.0
     x_train = np.expand_dims(x_train, axis=-1)
@@ -98,13 +101,25 @@ def lab_code(epochs: int, track: bool) -> dict:
     x = layers.UpSampling2D((2, 2))(x)
     outputs = layers.Conv2D(1, (3, 3), activation="sigmoid", padding="same")(x)
     model = models.Model(inputs, outputs)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=1e-3), loss="binary_crossentropy")
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate=1e-3), loss="binary_crossentropy"
+    )
     timer = _epoch_timer()((x_test, x_test_noisy) if track else None)
     timer.clock = clock
-    model.fit(x_train_noisy_sub, x_train_clean, epochs=epochs, batch_size=256, shuffle=True,
-              validation_data=(x_val_noisy, x_val_clean), verbose=0, callbacks=[timer])  # fmt: skip
+    model.fit(
+        x_train_noisy_sub,
+        x_train_clean,
+        epochs=epochs,
+        batch_size=256,
+        shuffle=True,
+        validation_data=(x_val_noisy, x_val_clean),
+        verbose=0,
+        callbacks=[timer],
+    )
     denoised = model.predict(x_test_noisy, verbose=0)
-    mse = float(np.mean((x_test.reshape(len(x_test), -1) - denoised.reshape(len(denoised), -1)) ** 2))
+    mse = float(
+        np.mean((x_test.reshape(len(x_test), -1) - denoised.reshape(len(denoised), -1)) ** 2)
+    )
     return _result(timer, len(x_train_clean), clock, mse)
 
 
@@ -119,7 +134,9 @@ def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
 
     config = load_config(profile)
     if epochs:
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training, epochs=epochs))
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, epochs=epochs)
+        )
     environment.seed_everything(config.seed)
     arrays = compare.prepare(config, data.load(data.locate(None)))
     model = build(config.model.name, config.model.width)
@@ -179,12 +196,19 @@ def build_stages(profile: str) -> dict:
     timings = {}
     for label in ("build", "rebuild"):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipeline", "build", "--profile", profile, "--out", str(out)],
-                       check=True, cwd=ROOT, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", "build", "--profile", profile, "--out", str(out)],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
         wall = time.perf_counter() - started
         run = (out / "latest").resolve()
         record = json.loads((run / "run.json").read_text())
-        timings[label] = {"wall_seconds": wall, "stages": {k: v["seconds"] for k, v in record["stages"].items()}}
+        timings[label] = {
+            "wall_seconds": wall,
+            "stages": {k: v["seconds"] for k, v in record["stages"].items()},
+        }
     answer_key = nbformat.read(run / "answer-key.ipynb", as_version=4)
     titles = lab_notebook.section_titles(answer_key)
     sections: dict[str, float] = {}
@@ -203,10 +227,18 @@ def peak_gflops() -> dict:
     """Single-precision peak: cores × clock × FLOP per cycle (2 FMA units × vector width × 2)."""
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     lanes = 16 if " avx512f" in flags else 8 if " avx2" in flags else 4
-    mhz = max((float(line.split(":")[1]) for line in flags.splitlines() if line.startswith("cpu MHz")), default=0.0)
+    mhz = max(
+        (float(line.split(":")[1]) for line in flags.splitlines() if line.startswith("cpu MHz")),
+        default=0.0,
+    )
     cores = os.cpu_count() or 1
-    return {"cores": cores, "mhz": mhz, "fp32_lanes": lanes, "bf16": " avx512_bf16" in flags,
-            "peak_gflops": cores * mhz / 1000 * 2 * lanes * 2}  # fmt: skip
+    return {
+        "cores": cores,
+        "mhz": mhz,
+        "fp32_lanes": lanes,
+        "bf16": " avx512_bf16" in flags,
+        "peak_gflops": cores * mhz / 1000 * 2 * lanes * 2,
+    }
 
 
 def main() -> None:
@@ -227,8 +259,12 @@ def main() -> None:
         for name in ("lab", "pipeline") if round_index % 2 == 0 else ("pipeline", "lab"):
             result = run_child(name, epochs=1, track=False)
             results["epochs"][name].append(result)
-            print(f"round {round_index + 1} {name:>8}: {result['epoch_seconds'][0]:6.1f} s/epoch, "
-                  f"{result['images_per_second']:6.0f} images/s, peak {result['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)  # fmt: skip
+            print(
+                f"round {round_index + 1} {name:>8}: {result['epoch_seconds'][0]:6.1f} s/epoch, "
+                f"{result['images_per_second']:6.0f} images/s, "
+                f"peak {result['peak_rss_bytes'] / 2**30:.2f} GiB",
+                flush=True,
+            )
     results["stages"] = build_stages(arguments.profile)
     if arguments.full:
         results["time_to_quality"] = {
@@ -242,14 +278,23 @@ def main() -> None:
 
 def print_table(results: dict) -> None:
     def median(name, key):
-        return statistics.median(r[key] if key != "epoch_seconds" else r[key][0] for r in results["epochs"][name])
+        return statistics.median(
+            r[key] if key != "epoch_seconds" else r[key][0] for r in results["epochs"][name]
+        )
 
-    lab_rate, pipe_rate = median("lab", "images_per_second"), median("pipeline", "images_per_second")
+    lab_rate, pipe_rate = (
+        median("lab", "images_per_second"),
+        median("pipeline", "images_per_second"),
+    )
     lab_rss = max(r["peak_rss_bytes"] for r in results["epochs"]["lab"])
     pipe_rss = max(r["peak_rss_bytes"] for r in results["epochs"]["pipeline"])
     peak = results["machine"]["peak_gflops"]
     rows = [
-        ("seconds per epoch (median)", median("lab", "epoch_seconds"), median("pipeline", "epoch_seconds")),
+        (
+            "seconds per epoch (median)",
+            median("lab", "epoch_seconds"),
+            median("pipeline", "epoch_seconds"),
+        ),
         ("training images/s (median)", lab_rate, pipe_rate),
         ("GFLOP/s achieved", lab_rate * MFLOP_PER_IMAGE / 1000, pipe_rate * MFLOP_PER_IMAGE / 1000),
         ("peak resident memory (GiB)", lab_rss / 2**30, pipe_rss / 2**30),
@@ -257,7 +302,10 @@ def print_table(results: dict) -> None:
     print(f"\n{'':32}{'lab code':>12}{'pipeline':>12}{'ratio':>8}")
     for label, lab, ours in rows:
         print(f"{label:32}{lab:12.2f}{ours:12.2f}{ours / lab:8.2f}")
-    print(f"(CPU peak {peak:.0f} GFLOP/s fp32: the pipeline reaches {pipe_rate * MFLOP_PER_IMAGE / 1000 / peak:.0%} of it)")
+    print(
+        f"(CPU peak {peak:.0f} GFLOP/s fp32: the pipeline reaches "
+        f"{pipe_rate * MFLOP_PER_IMAGE / 1000 / peak:.0%} of it)"
+    )
     stages = results["stages"]
     print(f"\nbuild, profile stages ({stages['build']['wall_seconds']:.1f} s in all):")
     for name, seconds in stages["build"]["stages"].items():
@@ -265,12 +313,20 @@ def print_table(results: dict) -> None:
     for name, seconds in stages["notebook_sections"].items():
         print(f"    {name[:60]:60}{seconds:8.1f} s")
     rebuild = stages["rebuild"]["wall_seconds"]
-    print(f"cached rebuild (report only): {rebuild:.1f} s, {rebuild / stages['build']['wall_seconds']:.2f} of a build")
+    print(
+        f"cached rebuild (report only): {rebuild:.1f} s, "
+        f"{rebuild / stages['build']['wall_seconds']:.2f} of a build"
+    )
     if "time_to_quality" in results:
         lab, fast = results["time_to_quality"]["lab"], results["time_to_quality"]["fast"]
-        print(f"\ntime to test MSE <= {TARGET_MSE}: lab code {lab['seconds_to_target'] or float('nan'):.0f} s "
-              f"(20 epochs: {lab['wall_seconds']:.0f} s, MSE {lab['test_mse']:.4f}); fast {fast['seconds_to_target'] or float('nan'):.0f} s "
-              f"(MSE {fast['test_mse']:.4f}); ratio {(fast['seconds_to_target'] or float('nan')) / lab['wall_seconds']:.2f}")  # fmt: skip
+        print(
+            f"\ntime to test MSE <= {TARGET_MSE}: "
+            f"lab code {lab['seconds_to_target'] or float('nan'):.0f} s "
+            f"(20 epochs: {lab['wall_seconds']:.0f} s, MSE {lab['test_mse']:.4f}); "
+            f"fast {fast['seconds_to_target'] or float('nan'):.0f} s "
+            f"(MSE {fast['test_mse']:.4f}); "
+            f"ratio {(fast['seconds_to_target'] or float('nan')) / lab['wall_seconds']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,21 +57,45 @@ def child(option: dict, steps: int, batch: int) -> dict:
     images = data.to_unit_float(dataset.train_images[: steps * batch * 2])
     noisy = noise.add_gaussian_noise(images, 0.0, 0.4, np.random.default_rng(0))
     model = build(option.get("model", "lab"), option.get("width", 16))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss_for(option.get("model", "lab"), "auto"),
-                  jit_compile=bool(option.get("jit")))  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=loss_for(option.get("model", "lab"), "auto"),
+        jit_compile=bool(option.get("jit")),
+    )
     if option.get("feed") == "tfdata":
         import tensorflow as tf
 
-        feed = tf.data.Dataset.from_tensor_slices((noisy, images)).shuffle(len(images)).batch(batch).prefetch(tf.data.AUTOTUNE)
-        fit = lambda count: model.fit(feed.take(count).repeat(), steps_per_epoch=count, epochs=1, verbose=0)  # noqa: E731
+        feed = (
+            tf.data.Dataset.from_tensor_slices((noisy, images))
+            .shuffle(len(images))
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+        def fit(count):
+            return model.fit(feed.take(count).repeat(), steps_per_epoch=count, epochs=1, verbose=0)
     else:
-        fit = lambda count: model.fit(noisy, images, batch_size=batch, steps_per_epoch=count, epochs=1, shuffle=True, verbose=0)  # noqa: E731
+
+        def fit(count):
+            return model.fit(
+                noisy,
+                images,
+                batch_size=batch,
+                steps_per_epoch=count,
+                epochs=1,
+                shuffle=True,
+                verbose=0,
+            )
+
     fit(5)  # warm-up: tracing and compilation are not throughput
     started = time.perf_counter()
     fit(steps)
     seconds = time.perf_counter() - started
-    return {"steps_per_second": steps / seconds, "images_per_second": steps * batch / seconds,
-            "peak_rss_bytes": environment.resources()["peak_rss_bytes"]}  # fmt: skip
+    return {
+        "steps_per_second": steps / seconds,
+        "images_per_second": steps * batch / seconds,
+        "peak_rss_bytes": environment.resources()["peak_rss_bytes"],
+    }
 
 
 def main() -> None:
@@ -92,18 +116,39 @@ def main() -> None:
         order = names if round_index % 2 == 0 else names[::-1]  # alternate: no option always first
         for name in order:
             output = subprocess.run(
-                [sys.executable, __file__, "--child", name, "--steps", str(arguments.steps), "--batch", str(arguments.batch)],
-                capture_output=True, text=True, env=env, check=True,
-            ).stdout  # fmt: skip
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    name,
+                    "--steps",
+                    str(arguments.steps),
+                    "--batch",
+                    str(arguments.batch),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            ).stdout
             results[name].append(json.loads(output.strip().splitlines()[-1]))
-            print(f"round {round_index + 1} {name:>12}: {results[name][-1]['images_per_second']:8.0f} images/s", flush=True)
+            print(
+                f"round {round_index + 1} {name:>12}: "
+                f"{results[name][-1]['images_per_second']:8.0f} images/s",
+                flush=True,
+            )
     base = statistics.median(r["images_per_second"] for r in results[names[0]])
     print(f"\n{'option':>12} {'images/s (median)':>18} {'ratio':>6} {'peak RSS':>9}")
     summary = {}
     for name in names:
         rate = statistics.median(r["images_per_second"] for r in results[name])
         rss = max(r["peak_rss_bytes"] for r in results[name])
-        summary[name] = {"images_per_second": rate, "ratio": rate / base, "peak_rss_bytes": rss, "rounds": results[name]}
+        summary[name] = {
+            "images_per_second": rate,
+            "ratio": rate / base,
+            "peak_rss_bytes": rss,
+            "rounds": results[name],
+        }
         print(f"{name:>12} {rate:18.0f} {rate / base:6.2f} {rss / 2**20:7.0f} MB")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -20,10 +20,19 @@ DAE_REPORT = Path(sys.executable).parent / "dae-report"
 # Every stage on a few hundred real images, one epoch: for tests of paths, options and faults,
 # where the model is not under test.
 TINY = [
-    "--profile", "quick",
-    "--set", "data.train_limit=600", "--set", "data.test_limit=200", "--set", "training.epochs=1",
-    "--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false",
-]  # fmt: skip
+    "--profile",
+    "quick",
+    "--set",
+    "data.train_limit=600",
+    "--set",
+    "data.test_limit=200",
+    "--set",
+    "training.epochs=1",
+    "--set",
+    "evaluation.baselines=false",
+    "--set",
+    "evaluation.generalisation=false",
+]
 
 
 def interruptible() -> None:
@@ -33,14 +42,21 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def dae_report(*arguments: str, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def dae_report(
+    *arguments: str, cwd: Path, env: dict | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """`dae-report ARGUMENTS` typed in `cwd`, without the caller's $DAE_DATA_DIR."""
     environment = {key: value for key, value in os.environ.items() if key != "DAE_DATA_DIR"}
     environment.update(env or {})
     return subprocess.run(
-        [str(DAE_REPORT), *arguments], cwd=cwd, env=environment, capture_output=True,
-        text=True, encoding="utf-8", timeout=timeout,
-    )  # fmt: skip
+        [str(DAE_REPORT), *arguments],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
 
 
 def assert_finished(reports: Path, result: subprocess.CompletedProcess) -> Path:
@@ -70,7 +86,9 @@ def quick_build(tmp_path_factory) -> SimpleNamespace:
 
     out: its reports/ folder; run_dir: the run; stderr: what the terminal showed."""
     home = tmp_path_factory.mktemp("quick-build")
-    result = dae_report("build", "--profile", "quick", "--handout", "--data-dir", str(SUBSET_DIR), cwd=home)
+    result = dae_report(
+        "build", "--profile", "quick", "--handout", "--data-dir", str(SUBSET_DIR), cwd=home
+    )
     run_dir = assert_finished(home / "reports", result)
     return SimpleNamespace(home=home, out=home / "reports", run_dir=run_dir, stderr=result.stderr)
 

@@ -10,7 +10,9 @@ from pipeline.config import load_config
 from pipeline.errors import RunError
 from tests.conftest import SUBSET_DIR
 
-REPORT_FIGURES = set(re.findall(r'figure\("(\w+)"', (artifacts.TEMPLATES_DIR / "report.html.j2").read_text()))
+REPORT_FIGURES = set(
+    re.findall(r'figure\("(\w+)"', (artifacts.TEMPLATES_DIR / "report.html.j2").read_text())
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,31 +30,61 @@ def outputs():
         return images * 0.5 + 0.25
 
     return analysis.LabOutputs(
-        x_train=x_train, y_train=dataset.train_labels[:400], x_train_noisy=noisy_train,
-        x_val_clean=x_train[:40], x_val_noisy=noisy_train[:40],
-        x_test=x_test, y_test=dataset.test_labels[:100], x_test_noisy=noisy_test,
-        x_test_denoised=predict(noisy_test), predict=predict,
+        x_train=x_train,
+        y_train=dataset.train_labels[:400],
+        x_train_noisy=noisy_train,
+        x_val_clean=x_train[:40],
+        x_val_noisy=noisy_train[:40],
+        x_test=x_test,
+        y_test=dataset.test_labels[:100],
+        x_test_noisy=noisy_test,
+        x_test_denoised=predict(noisy_test),
+        predict=predict,
         model_summary={"name": "stand-in", "parameters": 0, "latent_shape": None, "layers": []},
-    )  # fmt: skip
+    )
 
 
-HISTORY = {"loss": [0.40, 0.30], "val_loss": [0.35, 0.31], "epoch_seconds": [2.0, 1.5], "seconds": 3.5}
+HISTORY = {
+    "loss": [0.40, 0.30],
+    "val_loss": [0.35, 0.31],
+    "epoch_seconds": [2.0, 1.5],
+    "seconds": 3.5,
+}
 
 
 def test_metrics_and_figures_come_from_the_arrays(outputs, tmp_path):
-    config = load_config("quick", overrides=["evaluation.baselines=false", "evaluation.generalisation=false"])
+    config = load_config(
+        "quick", overrides=["evaluation.baselines=false", "evaluation.generalisation=false"]
+    )
     metrics = analysis.analyse(outputs, config, HISTORY, tmp_path)
-    assert set(metrics) == {"dataset", "normalised", "noise", "split", "model", "training",
-                            "quality", "evaluation", "anomalies"}  # fmt: skip
-    expected = np.mean((outputs.x_test.astype(np.float64) - outputs.x_test_denoised) ** 2, axis=(1, 2, 3))
+    assert set(metrics) == {
+        "dataset",
+        "normalised",
+        "noise",
+        "split",
+        "model",
+        "training",
+        "quality",
+        "evaluation",
+        "anomalies",
+    }
+    expected = np.mean(
+        (outputs.x_test.astype(np.float64) - outputs.x_test_denoised) ** 2, axis=(1, 2, 3)
+    )
     assert metrics["evaluation"]["mse"]["mean"] == pytest.approx(expected.mean(), rel=1e-12)
     assert metrics["evaluation"]["images"] == 100
     assert metrics["split"] == {"val_fraction": 0.1, "train": 360, "validation": 40, "test": 100}
-    assert metrics["dataset"]["pixels"]["max"] == 255.0 and metrics["dataset"]["train_shape"] == [400, 28, 28]
+    assert metrics["dataset"]["pixels"]["max"] == 255.0 and metrics["dataset"]["train_shape"] == [
+        400,
+        28,
+        28,
+    ]
     assert sum(row["count"] for row in metrics["dataset"]["class_counts"]) == 400
     assert metrics["training"]["loss"] == HISTORY["loss"] and metrics["training"]["epochs"] == 2
     assert metrics["training"]["loss_function"] == "binary_crossentropy"
-    assert metrics["noise"]["effect"] == evaluate.noise_effect(outputs.x_train, outputs.x_train_noisy)
+    assert metrics["noise"]["effect"] == evaluate.noise_effect(
+        outputs.x_train, outputs.x_train_noisy
+    )
     drawn = {path.stem for path in tmp_path.glob("*.svg")}
     assert drawn == REPORT_FIGURES - {"baselines", "generalisation"}
     assert len(REPORT_FIGURES) == 14  # the regular expression found the report's figures
@@ -60,5 +92,7 @@ def test_metrics_and_figures_come_from_the_arrays(outputs, tmp_path):
 
 def test_collect_names_what_the_notebook_did_not_define():
     namespace = {"x_train": np.zeros((1, 28, 28, 1))}
-    with pytest.raises(RunError, match=r"did not define y_train, x_train_noisy, .*denoising_autoencoder$"):
+    with pytest.raises(
+        RunError, match=r"did not define y_train, x_train_noisy, .*denoising_autoencoder$"
+    ):
         analysis.LabOutputs.collect(namespace, batch_size=32)

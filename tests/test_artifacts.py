@@ -23,9 +23,12 @@ class Refused(Exception):
 def run_python(script: str, *arguments: str) -> subprocess.CompletedProcess:
     """`script` in a fresh interpreter (its own umask or resource limits), this checkout first."""
     result = subprocess.run(
-        [sys.executable, "-c", script, *arguments], capture_output=True, text=True,
-        encoding="utf-8", timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-c", script, *arguments],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -59,14 +62,18 @@ else:
 """
 
 
-@pytest.mark.parametrize("existing", [b'{"old": true}\n', None], ids=["over an old file", "new file"])
+@pytest.mark.parametrize(
+    "existing", [b'{"old": true}\n', None], ids=["over an old file", "new file"]
+)
 def test_a_write_that_fails_midway_leaves_no_partial_file_and_no_temporary(tmp_path, existing):
     target = tmp_path / "model.keras"
     if existing is not None:
         target.write_bytes(existing)
     result = run_python(WRITE_PAST_THE_SIZE_LIMIT, str(target))
     assert result.stdout.strip() == f"cannot write {target}: File too large"
-    assert sorted(os.listdir(tmp_path)) == ([] if existing is None else ["model.keras"])  # no .model.keras.*
+    assert sorted(os.listdir(tmp_path)) == (
+        [] if existing is None else ["model.keras"]
+    )  # no .model.keras.*
     if existing is not None:
         assert target.read_bytes() == existing  # readers still see the old file, whole
 
@@ -89,17 +96,35 @@ def test_written_files_get_the_users_umask_not_mkstemps_private_mode(tmp_path):
 
 def test_write_json_writes_plain_utf8_json_and_reads_it_back(tmp_path):
     target = tmp_path / "metrics.json"
-    artifacts.write_json(target, {
-        "mse": np.float32(0.5), "per_class": np.array([1, 2]), "shape": (28, 28),
-        "path": Path("figures/a.svg"), "nan": float("nan"), "inf": float("-inf"),
-        "clase": "Camiseta/top · señal", 3: "key made text",
-    })  # fmt: skip
+    artifacts.write_json(
+        target,
+        {
+            "mse": np.float32(0.5),
+            "per_class": np.array([1, 2]),
+            "shape": (28, 28),
+            "path": Path("figures/a.svg"),
+            "nan": float("nan"),
+            "inf": float("-inf"),
+            "clase": "Camiseta/top · señal",
+            3: "key made text",
+        },
+    )
     raw = target.read_bytes()
-    assert raw.endswith(b"}\n") and "señal".encode("utf-8") in raw  # not \u00f1
-    assert artifacts.read_json(target) == json.loads(raw.decode("utf-8")) == {
-        "mse": 0.5, "per_class": [1, 2], "shape": [28, 28], "path": "figures/a.svg",
-        "nan": None, "inf": None, "clase": "Camiseta/top · señal", "3": "key made text",
-    }  # fmt: skip
+    assert raw.endswith(b"}\n") and "señal".encode() in raw  # not \u00f1
+    assert (
+        artifacts.read_json(target)
+        == json.loads(raw.decode("utf-8"))
+        == {
+            "mse": 0.5,
+            "per_class": [1, 2],
+            "shape": [28, 28],
+            "path": "figures/a.svg",
+            "nan": None,
+            "inf": None,
+            "clase": "Camiseta/top · señal",
+            "3": "key made text",
+        }
+    )
 
 
 # --- open_regular / read_regular ---

@@ -38,12 +38,18 @@ def test_parameters_are_chosen_on_validation_only(images):
     val, test = images
     rows, _ = baselines.run(val, test, 0.4)
     rng = np.random.default_rng(5)
-    other_test = (rng.random(test[0].shape, dtype=np.float32), rng.random(test[1].shape, dtype=np.float32))
+    other_test = (
+        rng.random(test[0].shape, dtype=np.float32),
+        rng.random(test[1].shape, dtype=np.float32),
+    )
     other_rows, _ = baselines.run(val, other_test, 0.4)
     chosen = {(row["method"], row["variant"]): row["value"] for row in rows}
     assert chosen == {(row["method"], row["variant"]): row["value"] for row in other_rows}
     # …while other validation images can change them: the choice does depend on validation.
-    flat_val = (np.full_like(val[0], 0.5), noise.add_gaussian_noise(np.full_like(val[0], 0.5), 0, 0.4, rng))
+    flat_val = (
+        np.full_like(val[0], 0.5),
+        noise.add_gaussian_noise(np.full_like(val[0], 0.5), 0, 0.4, rng),
+    )
     changed, _ = baselines.run(flat_val, test, 0.4)
     assert chosen != {(row["method"], row["variant"]): row["value"] for row in changed}
 

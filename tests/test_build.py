@@ -50,7 +50,15 @@ def results(run_dir: Path) -> dict:
 
 def test_run_folder_holds_every_artifact(quick_build):
     run = quick_build.run_dir
-    for name in ("report.html", "report.pdf", "answer-key.ipynb", "metrics.json", "config.json", "model.keras", "run.json"):
+    for name in (
+        "report.html",
+        "report.pdf",
+        "answer-key.ipynb",
+        "metrics.json",
+        "config.json",
+        "model.keras",
+        "run.json",
+    ):
         assert (run / name).stat().st_size > 0, name
     assert len(list((run / "figures").glob("*.png"))) == len(FIGURE_NAMES)
     assert {p.stem for p in (run / "figures").glob("*.svg")} == set(FIGURE_NAMES)
@@ -72,8 +80,12 @@ def test_model_keras_is_the_model_the_report_evaluated(quick_build):
     model = keras.saving.load_model(run / "model.keras")
     assert model.count_params() == metrics["model"]["parameters"]
     dataset = data.load(SUBSET_DIR)
-    x_train = data.to_unit_float(data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")[0])
-    x_test = data.to_unit_float(data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")[0])
+    x_train = data.to_unit_float(
+        data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")[0]
+    )
+    x_test = data.to_unit_float(
+        data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")[0]
+    )
     rng = np.random.default_rng(config.seed)
     noise.corrupt(x_train, config.noise, rng, training=True)
     x_test_noisy = noise.corrupt(x_test, config.noise, rng)
@@ -89,8 +101,16 @@ def test_pdf_has_every_section_and_several_pages(quick_build):
     text = pdf_text(quick_build.run_dir / "report.pdf")
     for title in SECTION_TITLES["es"]:
         assert title in text, title
-    for word in ("Fashion-MNIST", "gaussiano", "Sneaker", "Figura 12.", "Índice", "¿Qué tipo de ruido persiste?",
-                 "Anexo B. Procedencia de la ejecución", "no había ningún modelo en caché"):  # fmt: skip
+    for word in (
+        "Fashion-MNIST",
+        "gaussiano",
+        "Sneaker",
+        "Figura 12.",
+        "Índice",
+        "¿Qué tipo de ruido persiste?",
+        "Anexo B. Procedencia de la ejecución",
+        "no había ningún modelo en caché",
+    ):
         assert word in text, word
     assert f"{len(reader.pages)} / {len(reader.pages)}" in text  # page numbers
     assert set(reader.attachments) == {"metrics.json", "config.json"}
@@ -131,7 +151,10 @@ def test_handout_is_written_beside_the_answer_key(quick_build):
     assert [c.source for c in source.cells] == [c.source for c in notebook.source(config).cells]
     text = pdf_text(run / "handout.pdf")
     assert "¿Qué tipo de ruido persiste?" in text and "percentil" not in text
-    assert "def add_gaussian_noise(images, mean, std, rng):" in text and "rng.standard_normal" not in text
+    assert (
+        "def add_gaussian_noise(images, mean, std, rng):" in text
+        and "rng.standard_normal" not in text
+    )
 
 
 def test_metrics_hold_the_numbers(quick_build):
@@ -168,16 +191,21 @@ def test_rebuild_reuses_and_only_rerenders(quick_build, rebuilds):
         record = read_json(rebuilt.run_dir / "run.json")
         assert record["notebook"]["reused_from"] == quick_build.run_dir.name
         assert record["stages"]["notebook"]["seconds"] < 5
-        assert results(rebuilt.run_dir) == {**results(quick_build.run_dir), "comparison": results(rebuilt.run_dir)["comparison"]}
+        assert results(rebuilt.run_dir) == {
+            **results(quick_build.run_dir),
+            "comparison": results(rebuilt.run_dir)["comparison"],
+        }
         assert "Modelo, cifras y figuras reutilizados" in pdf_text(rebuilt.run_dir / "report.pdf")
     assert (rebuilds[-1].run_dir.parent / "latest").resolve() == rebuilds[-1].run_dir.resolve()
 
 
 def test_rebuild_compares_with_the_previous_run(quick_build, rebuilds):
-    for earlier, rebuilt in zip([quick_build.run_dir, rebuilds[0].run_dir], rebuilds):
+    for earlier, rebuilt in zip([quick_build.run_dir, rebuilds[0].run_dir], rebuilds, strict=True):
         comparison = read_json(rebuilt.run_dir / "metrics.json")["comparison"]
         assert comparison["baseline"] == earlier.name and comparison["regressions"] == []
-    assert "Anexo A. Comparación con una ejecución anterior" in pdf_text(rebuilds[0].run_dir / "report.pdf")
+    assert "Anexo A. Comparación con una ejecución anterior" in pdf_text(
+        rebuilds[0].run_dir / "report.pdf"
+    )
 
 
 def test_unchanged_inputs_give_the_same_digest_and_pdf_but_for_identity_and_times(rebuilds):
@@ -202,7 +230,9 @@ def neutral(text: str) -> str:
 def test_neutral_text_ignores_the_clock_at_every_hour(lang, hour):
     from babel.dates import format_datetime
 
-    one, other = (datetime(2026, 11, 27, hour, minute, second) for minute, second in ((41, 3), (7, 59)))
+    one, other = (
+        datetime(2026, 11, 27, hour, minute, second) for minute, second in ((41, 3), (7, 59))
+    )
     line = "Inicio: {}. Fin."
     assert neutral(line.format(format_datetime(one, "medium", locale=lang))) == neutral(
         line.format(format_datetime(other, "medium", locale=lang))
@@ -231,12 +261,16 @@ def test_regression_writes_the_report_then_exits_1(quick_build, quick_reports_co
     assert read_json(run / "run.json")["regressions"] == ["psnr_db"]
 
 
-def test_a_failing_notebook_leaves_failure_files_and_latest_alone(quick_reports_copy, tmp_path, monkeypatch):
+def test_a_failing_notebook_leaves_failure_files_and_latest_alone(
+    quick_reports_copy, tmp_path, monkeypatch
+):
     out = quick_reports_copy
     latest = (out / "latest").resolve()
     # The lab notebook with a cell that fails after the parameters: a real cell in a real kernel.
     lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
-    first = next(i for i, cell in enumerate(lab.cells) if "parameters" in cell.metadata.get("tags", []))
+    first = next(
+        i for i, cell in enumerate(lab.cells) if "parameters" in cell.metadata.get("tags", [])
+    )
     lab.cells.insert(first + 1, nbformat.v4.new_code_cell('raise ValueError("a cell that fails")'))
     nbformat.write(lab, tmp_path / "lab.ipynb")
     monkeypatch.setattr(artifacts, "LAB_NOTEBOOK", tmp_path / "lab.ipynb")
@@ -251,7 +285,10 @@ def test_a_failing_notebook_leaves_failure_files_and_latest_alone(quick_reports_
 
 def test_run_folders_never_collide(tmp_path):
     moment = datetime(2026, 1, 2, 3, 4, 5)
-    first, second = create_run_dir(tmp_path, moment, "quick"), create_run_dir(tmp_path, moment, "quick")
+    first, second = (
+        create_run_dir(tmp_path, moment, "quick"),
+        create_run_dir(tmp_path, moment, "quick"),
+    )
     assert first.name == "20260102-030405-quick" and second.name == "20260102-030405-quick-2"
     mark_latest(first)
     mark_latest(second)
@@ -262,45 +299,77 @@ def test_compare_reuses_the_builds_lab_model_and_reports(quick_build, quick_repo
     from pipeline.compare import compare_models
 
     out = quick_reports_copy
-    run = compare_models(config=load_config("quick"), models=["lab", "unet"], out_dir=out, data_dir=SUBSET_DIR)
+    run = compare_models(
+        config=load_config("quick"), models=["lab", "unet"], out_dir=out, data_dir=SUBSET_DIR
+    )
     metrics = read_json(run / "metrics.json")
     lab, unet = metrics["models"]
-    assert lab["history"]["val_loss"] == read_json(quick_build.run_dir / "metrics.json")["training"]["val_loss"]
+    assert (
+        lab["history"]["val_loss"]
+        == read_json(quick_build.run_dir / "metrics.json")["training"]["val_loss"]
+    )
     assert unet["parameters"] > lab["parameters"] and len(unet["curve"]) == 7
-    assert {p.stem for p in (run / "figures").glob("*.svg")} == {"models_loss_curves", "models", "models_generalisation"}
+    assert {p.stem for p in (run / "figures").glob("*.svg")} == {
+        "models_loss_curves",
+        "models",
+        "models_generalisation",
+    }
     assert "Comparación de modelos" in pdf_text(run / "report.pdf")
-    assert (out / "latest").resolve().name == quick_build.run_dir.name  # a comparison is not a report run
+    assert (
+        out / "latest"
+    ).resolve().name == quick_build.run_dir.name  # a comparison is not a report run
 
 
 def _restored_folder(out: Path) -> None:
-    """reports/ as restoring CI artifacts leaves it: `latest` a real copy of a finished run (artifacts
-    drop links), beside a `dae-report compare` run of the same profile."""
+    """reports/ as restoring CI artifacts leaves it: `latest` a real copy of a finished run
+    (artifacts drop links), beside a `dae-report compare` run of the same profile."""
     (out / "latest").mkdir(parents=True)
-    record = {"run_id": "20260101-000000-quick", "command": "build", "profile": "quick", "status": "finished"}
+    record = {
+        "run_id": "20260101-000000-quick",
+        "command": "build",
+        "profile": "quick",
+        "status": "finished",
+    }
     (out / "latest" / "run.json").write_text(json.dumps(record), encoding="utf-8")
     (out / "latest" / "report.html").write_text("<p>the earlier report</p>", encoding="utf-8")
     comparison = out / "20260102-000000-compare"
     comparison.mkdir()
-    record = {"run_id": comparison.name, "command": "compare", "profile": "quick", "status": "finished",
-              "finished": "2026-01-02T00:00:00+00:00"}  # fmt: skip
+    record = {
+        "run_id": comparison.name,
+        "command": "compare",
+        "profile": "quick",
+        "status": "finished",
+        "finished": "2026-01-02T00:00:00+00:00",
+    }
     (comparison / "run.json").write_text(json.dumps(record), encoding="utf-8")
-    (comparison / "metrics.json").write_text(json.dumps({"models": [{"name": "lab"}]}), encoding="utf-8")
+    (comparison / "metrics.json").write_text(
+        json.dumps({"models": [{"name": "lab"}]}), encoding="utf-8"
+    )
 
 
 @pytest.mark.slow
 def test_latest_restored_as_a_copy_is_replaced_and_a_comparison_is_no_baseline(tmp_path):
     out = tmp_path / "reports"
     _restored_folder(out)
-    result = dae_report("build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out), cwd=tmp_path)
+    result = dae_report(
+        "build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = set(out.glob("2*-quick")) - {out / "20260101-000000-quick"}
     assert (out / "latest").is_symlink() and (out / "latest").resolve() == run.resolve()
     # The copy was a finished run: it is kept under its own name, and the build said so.
-    assert (out / "20260101-000000-quick" / "report.html").read_text(encoding="utf-8") == "<p>the earlier report</p>"
-    note = f"      latest was a copy of run 20260101-000000-quick, not a link: kept as 20260101-000000-quick/; latest → {run.name}"
+    assert (out / "20260101-000000-quick" / "report.html").read_text(
+        encoding="utf-8"
+    ) == "<p>the earlier report</p>"
+    note = (
+        "      latest was a copy of run 20260101-000000-quick, not a link: "
+        f"kept as 20260101-000000-quick/; latest → {run.name}"
+    )
     assert note in result.stderr.splitlines()
     assert sorted(path.name for path in out.iterdir() if path.name.startswith(".")) == [".cache"]
-    assert json.loads((run / "metrics.json").read_text(encoding="utf-8"))["comparison"] is None  # not the comparison
+    assert (
+        json.loads((run / "metrics.json").read_text(encoding="utf-8"))["comparison"] is None
+    )  # not the comparison
     assert "--compare-to" not in result.stderr
 
 
@@ -318,11 +387,14 @@ def test_latest_that_is_not_a_copy_of_a_run_fails_before_any_work(tmp_path, late
         (out / "latest" / "notes.txt").write_text("mine", encoding="utf-8")
         if latest == "a copy of a failed run":
             (out / "latest" / "run.json").write_text('{"status": "failed"}', encoding="utf-8")
-    result = dae_report("build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out), cwd=tmp_path)
+    result = dae_report(
+        "build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(out), cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     kind = "file" if latest == "a file" else "folder"
     assert result.stderr == (
-        f"dae-report: error: {out / 'latest'} is a {kind}, not a link to a run nor a copy of a finished one: "
+        f"dae-report: error: {out / 'latest'} is a {kind}, "
+        "not a link to a run nor a copy of a finished one: "
         "move it away (a build points latest at its run)\n"
     )
     assert [path.name for path in out.iterdir()] == ["latest"]  # no run folder, no cache
@@ -339,21 +411,40 @@ def test_mark_latest_leaves_no_temporary_link_when_the_rename_fails(tmp_path, mo
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("os.replace", refuse)
-    with pytest.raises(OutputError, match="cannot point .*latest at 20260102-000000-quick: Permission denied"):
+    with pytest.raises(
+        OutputError, match="cannot point .*latest at 20260102-000000-quick: Permission denied"
+    ):
         mark_latest(second)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["20260101-000000-quick", "20260102-000000-quick", "latest"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "20260101-000000-quick",
+        "20260102-000000-quick",
+        "latest",
+    ]
     assert (tmp_path / "latest").resolve() == first.resolve()
     # A copy in latest's place goes back there if the link cannot replace it.
     (tmp_path / "latest").unlink()
     (tmp_path / "latest").mkdir()
-    (tmp_path / "latest" / "run.json").write_text('{"status": "finished", "run_id": "20260101-000000-quick"}', encoding="utf-8")
+    (tmp_path / "latest" / "run.json").write_text(
+        '{"status": "finished", "run_id": "20260101-000000-quick"}', encoding="utf-8"
+    )
     with pytest.raises(OutputError):
         mark_latest(second)
     assert (tmp_path / "latest" / "run.json").is_file()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["20260101-000000-quick", "20260102-000000-quick", "latest"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "20260101-000000-quick",
+        "20260102-000000-quick",
+        "latest",
+    ]
     # When it can, the copy of a run that is here already is simply replaced.
     monkeypatch.undo()
     note = mark_latest(second)
-    assert note == "latest was a copy of run 20260101-000000-quick, not a link: removed (20260101-000000-quick/ is here); latest → 20260102-000000-quick"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["20260101-000000-quick", "20260102-000000-quick", "latest"]
+    assert (
+        note == "latest was a copy of run 20260101-000000-quick, not a link: "
+        "removed (20260101-000000-quick/ is here); latest → 20260102-000000-quick"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "20260101-000000-quick",
+        "20260102-000000-quick",
+        "latest",
+    ]
     assert (tmp_path / "latest").resolve() == second.resolve()

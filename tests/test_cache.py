@@ -24,7 +24,9 @@ DIGESTS = {"train-images-idx3-ubyte.gz": "abc"}
 def key_of(*overrides):
     """The model key of a build with the quick profile and `overrides`."""
     config = load_config("quick", overrides=list(overrides))
-    return cache.digest(cache.training_inputs(config.to_dict(), DIGESTS, notebook.training_code(config)))
+    return cache.digest(
+        cache.training_inputs(config.to_dict(), DIGESTS, notebook.training_code(config))
+    )
 
 
 def test_training_key_follows_what_changes_the_model():
@@ -60,9 +62,14 @@ def cache_keys(cwd: Path, *folders: Path, digests: dict = DIGESTS) -> tuple[str,
     """(model key, notebook key) of the quick config, as a fresh Python with `folders` first on
     its path computes them."""
     result = subprocess.run(
-        [sys.executable, "-c", KEYS_SCRIPT, json.dumps(digests)], cwd=cwd, env={**os.environ, **python_path(*folders)},
-        capture_output=True, text=True, encoding="utf-8", check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", KEYS_SCRIPT, json.dumps(digests)],
+        cwd=cwd,
+        env={**os.environ, **python_path(*folders)},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=True,
+    )
     model, notebook = json.loads(result.stdout)
     return model, notebook
 
@@ -89,7 +96,7 @@ def version_shim(tmp_path: Path, library: str) -> Path:
         f"    return _real(name) + '.post1' if name == {library!r} else _real(name)\n"
         "importlib.metadata.version = version\n",
         encoding="utf-8",
-    )  # fmt: skip
+    )
     return shim
 
 
@@ -141,9 +148,14 @@ def _edit_lab(root: Path, grade_id: str | None, edit) -> None:
     path = root / "pipeline" / "templates" / "lab.ipynb"
     lab = nbformat.read(path, as_version=4)
     cell = next(
-        c for c in lab.cells
-        if (c.metadata.get("nbgrader", {}).get("grade_id") == grade_id if grade_id else c.cell_type == "markdown")
-    )  # fmt: skip
+        c
+        for c in lab.cells
+        if (
+            c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+            if grade_id
+            else c.cell_type == "markdown"
+        )
+    )
     cell.source = edit(cell.source)
     nbformat.write(lab, path)
 
@@ -153,12 +165,20 @@ def _edit_lab(root: Path, grade_id: str | None, edit) -> None:
     [
         (None, lambda text: text + " Texto nuevo.", False),  # markdown: explanation, not code
         ("mse", lambda text: text + "\nprint(mse_per_image.std())", False),  # after the fit
-        ("noise", lambda text: text.replace("np.clip(images + noise, 0.0, 1.0)", "np.clip(images + noise, 0.0, 0.9)"), True),
+        (
+            "noise",
+            lambda text: text.replace(
+                "np.clip(images + noise, 0.0, 1.0)", "np.clip(images + noise, 0.0, 0.9)"
+            ),
+            True,
+        ),
         ("training", lambda text: text.replace("shuffle=True", "shuffle=False"), True),
     ],
     ids=["markdown", "code-after-fit", "noise-code", "fit-code"],
-)  # fmt: skip
-def test_the_model_key_covers_the_notebook_code_up_to_the_fit(grade_id, edit, retrains, tmp_path, installed_keys):
+)
+def test_the_model_key_covers_the_notebook_code_up_to_the_fit(
+    grade_id, edit, retrains, tmp_path, installed_keys
+):
     """Editing the lab's text, or its code after training, re-runs the notebook with the cached
     model; editing what trains it retrains."""
     root = package_copy(tmp_path)
@@ -169,7 +189,8 @@ def test_the_model_key_covers_the_notebook_code_up_to_the_fit(grade_id, edit, re
 
 
 @pytest.mark.parametrize(
-    "library, counts", [("tensorflow", True), ("keras", True), ("numpy", True), ("weasyprint", False)]
+    "library, counts",
+    [("tensorflow", True), ("keras", True), ("numpy", True), ("weasyprint", False)],
 )
 def test_library_versions_in_the_keys(library, counts, tmp_path, installed_keys):
     """The TensorFlow, Keras and NumPy versions decide the trained model (and so the notebook);
@@ -206,16 +227,23 @@ def test_store_then_lookup_and_decisions(tmp_path, tiny_history):
     again = cache.ModelCache(tmp_path, inputs, run_id="run-2")
     record = again.lookup()
     assert record["run"] == "run-1" and record["history"] == tiny_history
-    assert again.decision(record) == {"trained": False, "key": first.key, "reused_from": "run-1", "reason": "same-inputs"}
+    assert again.decision(record) == {
+        "trained": False,
+        "key": first.key,
+        "reused_from": "run-1",
+        "reason": "same-inputs",
+    }
     reloaded = build_lab_autoencoder()
     reloaded.load_weights(again.model_path())
-    for a, b in zip(model.get_weights(), reloaded.get_weights()):
+    for a, b in zip(model.get_weights(), reloaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
     forced = cache.ModelCache(tmp_path, inputs, run_id="run-3", retrain=True)
     assert forced.lookup() is None and forced.decision(None)["reason"] == "retrain"
 
-    changed_inputs = cache.training_inputs(load_config("quick", overrides=["training.epochs=3"]).to_dict(), DIGESTS)
+    changed_inputs = cache.training_inputs(
+        load_config("quick", overrides=["training.epochs=3"]).to_dict(), DIGESTS
+    )
     changed = cache.ModelCache(tmp_path, changed_inputs, run_id="run-4").decision(None)
     assert changed["reason"] == "changed" and changed["changed"] == ["config.training.epochs"]
     assert changed["compared_with"] == "run-1"
@@ -227,9 +255,9 @@ def test_a_second_store_of_the_same_key_is_harmless(tmp_path, tiny_history):
     cache.ModelCache(tmp_path, inputs, "run-1").store(model, tiny_history)
     cache.ModelCache(tmp_path, inputs, "run-2").store(model, tiny_history)  # lost the race
     assert cache.ModelCache(tmp_path, inputs, "run-3").lookup()["run"] == "run-1"
-    assert [p.name for p in (tmp_path / "models").iterdir()] == [cache.ModelCache(tmp_path, inputs, "x").key]
-
-
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [
+        cache.ModelCache(tmp_path, inputs, "x").key
+    ]
 
 
 # Item 1 of issue 11: every config key is in both keys unless a named list says otherwise. --------
@@ -313,8 +341,13 @@ def test_exclusion_lists_name_real_keys_only():
     # What cannot change the notebook cannot change the model it trains.
     assert set(cache.NOTEBOOK_EXCLUDED) <= set(cache.MODEL_EXCLUDED)
     # The notebook's cells are translated; the studies after training read their settings.
-    for key in ("report.lang", "evaluation.baselines", "evaluation.selection_images",
-                "evaluation.generalisation_images", "profile"):  # fmt: skip
+    for key in (
+        "report.lang",
+        "evaluation.baselines",
+        "evaluation.selection_images",
+        "evaluation.generalisation_images",
+        "profile",
+    ):
         assert key not in cache.NOTEBOOK_EXCLUDED, key
 
 
@@ -338,7 +371,10 @@ def truncate(path: Path) -> None:
 
 
 MODEL_DAMAGE = {
-    "garbage record.json": (lambda entry: (entry / "record.json").write_text("{garbage"), "record.json is not valid JSON"),
+    "garbage record.json": (
+        lambda entry: (entry / "record.json").write_text("{garbage"),
+        "record.json is not valid JSON",
+    ),
     "record.json edited": (
         lambda entry: (entry / "record.json").write_text(
             (entry / "record.json").read_text().replace('"run-1"', '"run-9"')
@@ -349,13 +385,19 @@ MODEL_DAMAGE = {
         lambda entry: (entry / "record.json").write_text('{"run": "run-0", "history": {}}'),
         "record.json has no digest",
     ),
-    "truncated model.keras": (lambda entry: truncate(entry / "model.keras"), "model.keras does not match its digest"),
-    "deleted model.keras": (lambda entry: (entry / "model.keras").unlink(), "model.keras is missing"),
+    "truncated model.keras": (
+        lambda entry: truncate(entry / "model.keras"),
+        "model.keras does not match its digest",
+    ),
+    "deleted model.keras": (
+        lambda entry: (entry / "model.keras").unlink(),
+        "model.keras is missing",
+    ),
     "model.keras a folder": (
         lambda entry: ((entry / "model.keras").unlink(), (entry / "model.keras").mkdir()),
         "model.keras is not a regular file",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("damage", MODEL_DAMAGE)
@@ -383,7 +425,9 @@ def test_retrain_replaces_an_entry(stored, tiny_history):
 def test_a_damaged_entry_is_replaced_even_without_retrain(stored, tiny_history):
     """A build that trained because the entry was unusable stores over whatever is there."""
     (stored.entry / "model.keras").write_bytes(b"")
-    cache.ModelCache(stored.root, stored.inputs, run_id="run-2").store(build_lab_autoencoder(), tiny_history)
+    cache.ModelCache(stored.root, stored.inputs, run_id="run-2").store(
+        build_lab_autoencoder(), tiny_history
+    )
     assert cache.check_model(stored.entry)["run"] == "run-2"
 
 
@@ -421,7 +465,10 @@ def test_notebook_outputs_are_copied_checked(tmp_path, executed):
     target = tmp_path / "run-2"
     target.mkdir()
     warnings = []
-    assert cache.reuse_notebook(tmp_path / ".cache", "k", target, warnings.append) == executed.resolve()
+    assert (
+        cache.reuse_notebook(tmp_path / ".cache", "k", target, warnings.append)
+        == executed.resolve()
+    )
     assert warnings == []
     assert (target / "figures" / "samples.svg").read_text() == "<svg/>"
     assert (target / "model.keras").read_text() == "model.keras of run-1"
@@ -430,18 +477,38 @@ def test_notebook_outputs_are_copied_checked(tmp_path, executed):
 
 
 NOTEBOOK_DAMAGE = {
-    "garbage index": (lambda index, run: index.write_text("\x00garbage"), "k.json is not valid JSON"),
-    "index a folder": (lambda index, run: (index.unlink(), index.mkdir()), "k.json is not a regular file"),
-    "truncated model.keras": (lambda index, run: truncate(run / "model.keras"), "run run-1: model.keras does not match its digest"),
-    "empty figure": (lambda index, run: (run / "figures" / "samples.svg").write_text(""), "run run-1: figures/samples.svg does not match its digest"),
-    "deleted metrics": (lambda index, run: (run / "metrics.json").unlink(), "run run-1: metrics.json is missing"),
+    "garbage index": (
+        lambda index, run: index.write_text("\x00garbage"),
+        "k.json is not valid JSON",
+    ),
+    "index a folder": (
+        lambda index, run: (index.unlink(), index.mkdir()),
+        "k.json is not a regular file",
+    ),
+    "truncated model.keras": (
+        lambda index, run: truncate(run / "model.keras"),
+        "run run-1: model.keras does not match its digest",
+    ),
+    "empty figure": (
+        lambda index, run: (run / "figures" / "samples.svg").write_text(""),
+        "run run-1: figures/samples.svg does not match its digest",
+    ),
+    "deleted metrics": (
+        lambda index, run: (run / "metrics.json").unlink(),
+        "run run-1: metrics.json is missing",
+    ),
     "deleted run": (lambda index, run: shutil.rmtree(run), "its run run-1 no longer exists"),
     "index leaving the run": (
-        lambda index, run: cache._write_sealed(index, {"run_dir": str(run), "files": {
-            **json.loads(index.read_text())["files"], "../run.json": "0" * 64}}),
+        lambda index, run: cache._write_sealed(
+            index,
+            {
+                "run_dir": str(run),
+                "files": {**json.loads(index.read_text())["files"], "../run.json": "0" * 64},
+            },
+        ),
         "k.json names a file outside its entry: '../run.json'",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("damage", NOTEBOOK_DAMAGE)
@@ -484,12 +551,13 @@ def test_verify_names_each_damaged_entry_and_clear_removes_them(tmp_path, execut
     assert text.getvalue() == f"removed 0 cache entries older than 1 day from {root}, freed 0 B\n"
     old = 3 * 86400
     for path in [root / "notebooks" / "k.json", *(root / "models").rglob("*")]:
-        os.utime(path, (path.stat().st_atime - old, path.stat().st_mtime - old), follow_symlinks=False)
+        os.utime(
+            path, (path.stat().st_atime - old, path.stat().st_mtime - old), follow_symlinks=False
+        )
     removed, freed = cache.clear(out_dir=out, older_than_days=2, stream=text)
     assert removed == 2 and freed > 0
     assert cache.entries(root) == []
     assert executed.joinpath("metrics.json").exists()  # runs are never the cache's to remove
-
 
 
 def test_cache_commands_call_the_library_with_an_absolute_out(monkeypatch, tmp_path):
@@ -502,12 +570,19 @@ def test_cache_commands_call_the_library_with_an_absolute_out(monkeypatch, tmp_p
     assert cli.main(["cache", "verify"]) == 0
     assert cli.main(["cache", "clear", "--out", "elsewhere/../mine", "--older-than", "2.5"]) == 0
     assert cli.main(["cache", "clear"]) == 0
-    assert [(name, {key: value for key, value in options.items() if key != "stream"}) for name, options in calls] == [
+    assert [
+        (name, {key: value for key, value in options.items() if key != "stream"})
+        for name, options in calls
+    ] == [
         ("verify", {"out_dir": tmp_path / "reports"}),
         ("clear", {"out_dir": tmp_path / "mine", "older_than_days": 2.5}),
         ("clear", {"out_dir": tmp_path / "reports", "older_than_days": None}),
-    ]  # fmt: skip
-    for wrong in (["cache"], ["cache", "clear", "--older-than", "-1"], ["cache", "clear", "--older-than", "nan"]):
+    ]
+    for wrong in (
+        ["cache"],
+        ["cache", "clear", "--older-than", "-1"],
+        ["cache", "clear", "--older-than", "nan"],
+    ):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(wrong)
         assert exit_info.value.code == 2, wrong
@@ -520,8 +595,13 @@ def test_cache_verify_exits_3_naming_the_damaged_entry(tmp_path, executed, capsy
     (executed / "answer-key.ipynb").write_text("")
     assert cli.main(["cache", "verify", "--out", str(tmp_path)]) == 3
     out, err = capsys.readouterr()
-    assert out.splitlines()[-1] == "notebooks/k: run run-1: answer-key.ipynb does not match its digest"
-    assert err.startswith(f"dae-report: error: 1 of 1 cache entries in {tmp_path / '.cache'} cannot be used")
+    assert (
+        out.splitlines()[-1] == "notebooks/k: run run-1: answer-key.ipynb does not match its digest"
+    )
+    assert err.startswith(
+        f"dae-report: error: 1 of 1 cache entries in {tmp_path / '.cache'} cannot be used"
+    )
+
 
 # The same, end to end: each damage as a user meets it, between two builds. -------------------
 
@@ -531,7 +611,9 @@ def chain_damage(out: Path) -> dict:
     cache_dir = out / ".cache"
 
     def notebook_key() -> str:
-        return json.loads((out / "latest" / "run.json").read_text(encoding="utf-8"))["notebook"]["key"]
+        return json.loads((out / "latest" / "run.json").read_text(encoding="utf-8"))["notebook"][
+            "key"
+        ]
 
     def model_entry() -> Path:
         (entry,) = (cache_dir / "models").iterdir()
@@ -549,7 +631,10 @@ def chain_damage(out: Path) -> dict:
         run = (out / "latest").resolve()
         truncate(run / "model.keras")
         next((run / "figures").glob("*.svg")).write_bytes(b"")
-        return f"notebooks/{notebook_key()}: run {run.name}: model.keras does not match its digest; executing the notebook again"
+        return (
+            f"notebooks/{notebook_key()}: run {run.name}: "
+            "model.keras does not match its digest; executing the notebook again"
+        )
 
     def garbage_record():
         forget_notebooks()
@@ -623,7 +708,9 @@ def test_damaged_cache_entries_between_builds(tmp_path):
     assert result.stderr.startswith(f"dae-report: error: 1 of {entries} cache entries in ")
     result = dae_report("cache", "clear", "--out", "reports", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    freed = re.fullmatch(rf"removed {entries} cache entries from (.+), freed [0-9.]+ (k|M)B\n", result.stdout)
+    freed = re.fullmatch(
+        rf"removed {entries} cache entries from (.+), freed [0-9.]+ (k|M)B\n", result.stdout
+    )
     assert freed and freed.group(1) == str(out / ".cache"), result.stdout
     result = dae_report("cache", "verify", "--out", "reports", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, f"no cache entries in {out / '.cache'}\n")
@@ -633,17 +720,36 @@ def test_damaged_cache_entries_between_builds(tmp_path):
 # (its cache copied), typed with its options but --handout (no key holds it: a PDF less). ------
 
 # Excluded from the model's key, part of the notebook's; and they make the rerun notebook fast.
-WITHOUT_STUDIES = ("--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false")
+WITHOUT_STUDIES = (
+    "--set",
+    "evaluation.baselines=false",
+    "--set",
+    "evaluation.generalisation=false",
+)
 
 
 def rebuild(reports: Path, *options: str, env: dict | None = None) -> tuple[Path, dict, dict, str]:
-    """`dae-report build --profile quick` into `reports`: (run, its metrics.json, run.json, stderr)."""
+    """`dae-report build --profile quick` into `reports`:
+    (run, its metrics.json, run.json, stderr)."""
     result = dae_report(
-        "build", "--profile", "quick", "--data-dir", str(SUBSET_DIR), "--out", str(reports), *options,
-        cwd=reports.parent, env=env,
-    )  # fmt: skip
+        "build",
+        "--profile",
+        "quick",
+        "--data-dir",
+        str(SUBSET_DIR),
+        "--out",
+        str(reports),
+        *options,
+        cwd=reports.parent,
+        env=env,
+    )
     run = assert_finished(reports, result)
-    return run, artifacts.read_json(run / "metrics.json"), artifacts.read_json(run / "run.json"), result.stderr
+    return (
+        run,
+        artifacts.read_json(run / "metrics.json"),
+        artifacts.read_json(run / "run.json"),
+        result.stderr,
+    )
 
 
 def retrained(metrics: dict) -> dict:
@@ -659,9 +765,11 @@ def test_model_reused_while_the_notebook_reruns(quick_build, quick_reports_copy)
     assert record["notebook"]["reused_from"] is None and "Sección 6" in stderr  # the notebook ran
     assert "baselines" in shared and "baselines" not in metrics  # with the new settings
     assert metrics["training"]["cache"] == {
-        "trained": False, "key": shared["training"]["cache"]["key"],
-        "reused_from": quick_build.run_dir.name, "reason": "same-inputs",
-    }  # fmt: skip
+        "trained": False,
+        "key": shared["training"]["cache"]["key"],
+        "reused_from": quick_build.run_dir.name,
+        "reason": "same-inputs",
+    }
     assert metrics["training"]["loss"] == shared["training"]["loss"]
 
 
@@ -688,15 +796,23 @@ def test_a_changed_training_module_retrains(quick_build, quick_reports_copy, tmp
     run, metrics, record, _ = rebuild(quick_reports_copy, *WITHOUT_STUDIES, env=python_path(root))
     assert record["notebook"]["reused_from"] is None
     assert retrained(metrics) == {
-        "trained": True, "reason": "changed", "changed": ["code.train.py"], "compared_with": quick_build.run_dir.name,
-    }  # fmt: skip
+        "trained": True,
+        "reason": "changed",
+        "changed": ["code.train.py"],
+        "compared_with": quick_build.run_dir.name,
+    }
 
 
 @pytest.mark.slow
 def test_a_changed_library_version_retrains(quick_build, quick_reports_copy, tmp_path):
     shim = version_shim(tmp_path, "tensorflow")
     run, metrics, record, _ = rebuild(quick_reports_copy, *WITHOUT_STUDIES, env=python_path(shim))
-    assert record["versions"]["tensorflow"].endswith(".post1")  # the faked version reached the build
+    assert record["versions"]["tensorflow"].endswith(
+        ".post1"
+    )  # the faked version reached the build
     assert retrained(metrics) == {
-        "trained": True, "reason": "changed", "changed": ["versions.tensorflow"], "compared_with": quick_build.run_dir.name,
-    }  # fmt: skip
+        "trained": True,
+        "reason": "changed",
+        "changed": ["versions.tensorflow"],
+        "compared_with": quick_build.run_dir.name,
+    }

@@ -33,10 +33,15 @@ def _stopped_early(*arguments: str, cwd: Path, env: dict | None = None) -> tuple
     Returns the run folder, its config.json and what the terminal showed."""
     environment = {key: value for key, value in os.environ.items() if key != "DAE_DATA_DIR"}
     process = subprocess.Popen(
-        [str(DAE_REPORT), "build", *arguments], cwd=cwd, env={**environment, **(env or {})},
-        stderr=subprocess.PIPE, text=True, encoding="utf-8", start_new_session=True,
+        [str(DAE_REPORT), "build", *arguments],
+        cwd=cwd,
+        env={**environment, **(env or {})},
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        start_new_session=True,
         preexec_fn=interruptible,
-    )  # fmt: skip
+    )
     shown = []
     for line in process.stderr:
         shown.append(line)
@@ -65,9 +70,18 @@ def test_build_settings_and_folders_reach_the_run(tmp_path):
     """--profile, --set, --data-dir and --out: in config.json, the data stage, the run folder."""
     shutil.copytree(SUBSET_DIR, tmp_path / "data")
     run, config, shown = _stopped_early(
-        "--profile", "quick", "--set", "noise.std=0.3", "--set", "seed=9", "--data-dir", "data",
-        "--out", "out", cwd=tmp_path,
-    )  # fmt: skip
+        "--profile",
+        "quick",
+        "--set",
+        "noise.std=0.3",
+        "--set",
+        "seed=9",
+        "--data-dir",
+        "data",
+        "--out",
+        "out",
+        cwd=tmp_path,
+    )
     assert run.parent == tmp_path / "out" and run.name.endswith("-quick")
     assert config["profile"] == "quick" and config["noise"]["std"] == 0.3 and config["seed"] == 9
     assert f"[1/5] data     {tmp_path / 'data'} (verified)" in shown
@@ -92,7 +106,11 @@ def test_handout_command_writes_the_english_handout_with_the_course(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
-    assert sorted(path.name for path in out.iterdir()) == ["handout.ipynb", "handout.pdf", "nbgrader-source.ipynb"]
+    assert sorted(path.name for path in out.iterdir()) == [
+        "handout.ipynb",
+        "handout.pdf",
+        "nbgrader-source.ipynb",
+    ]
     student = nbformat.read(out / "handout.ipynb", as_version=4)
     text = "\n".join(cell.source for cell in student.cells)
     assert "## Section 1 – Loading and exploring" in text and "# YOUR CODE HERE" in text
@@ -123,7 +141,10 @@ def test_debug_adds_the_traceback_to_the_one_line_error(subset_copy, tmp_path):
         (["build", "--set", "training.epochs=0"], "training.epochs = 0 is out of range"),
         (["build", "--set", "noise.sdt=1"], "unknown config key 'noise.sdt'"),
         (["build", "--config", "/nonexistent.toml"], "config file not found"),
-        (["build", "--lang", "en", "--set", "report.lang=es"], "conflicting options: --lang en and --set report.lang=es"),
+        (
+            ["build", "--lang", "en", "--set", "report.lang=es"],
+            "conflicting options: --lang en and --set report.lang=es",
+        ),
         (["build", "--set", "report.lang=fr"], "report.lang = 'fr' is not one of: es, en"),
         (["build", "--set", "report.logo=/nonexistent/logo.png"], "report.logo: file not found"),
     ],
@@ -143,7 +164,8 @@ def test_usage_errors_exit_2(capsys):
 
 
 @pytest.mark.parametrize(
-    "error, code", [(DataError("bad file"), 2), (RunError("cell failed"), 3), (QualityRegression("worse"), 1)]
+    "error, code",
+    [(DataError("bad file"), 2), (RunError("cell failed"), 3), (QualityRegression("worse"), 1)],
 )
 def test_known_errors_map_to_their_exit_codes(monkeypatch, capsys, error, code):
     def fail(**kwargs):
@@ -166,7 +188,9 @@ def test_unexpected_errors_are_one_line_and_exit_3(monkeypatch, capsys):
 
 def test_bad_data_exits_2_and_writes_no_run(tmp_path, capsys):
     out = tmp_path / "reports"
-    code = cli.main(["build", "--profile", "quick", "--data-dir", str(tmp_path / "missing"), "--out", str(out)])
+    code = cli.main(
+        ["build", "--profile", "quick", "--data-dir", str(tmp_path / "missing"), "--out", str(out)]
+    )
     assert code == 2
     assert "data folder" in capsys.readouterr().err
     assert not out.exists()
@@ -175,9 +199,18 @@ def test_bad_data_exits_2_and_writes_no_run(tmp_path, capsys):
 def test_data_limit_beyond_the_data_exits_2(tmp_path, capsys):
     out = tmp_path / "reports"
     code = cli.main(
-        ["build", "--profile", "quick", "--set", "data.train_limit=5000",
-         "--data-dir", str(SUBSET_DIR), "--out", str(out)]
-    )  # fmt: skip
+        [
+            "build",
+            "--profile",
+            "quick",
+            "--set",
+            "data.train_limit=5000",
+            "--data-dir",
+            str(SUBSET_DIR),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2
     assert "data.train_limit = 5000 but the train set has 4000 images" in capsys.readouterr().err
     assert not out.exists()
@@ -186,7 +219,9 @@ def test_data_limit_beyond_the_data_exits_2(tmp_path, capsys):
 def test_out_that_is_a_file_exits_2(tmp_path, capsys):
     out = tmp_path / "reports"
     out.write_text("", encoding="utf-8")
-    code = cli.main(["build", "--profile", "quick", "--data-dir", str(SUBSET_DIR), "--out", str(out)])
+    code = cli.main(
+        ["build", "--profile", "quick", "--data-dir", str(SUBSET_DIR), "--out", str(out)]
+    )
     assert code == 2
     assert "is a file, not a folder" in capsys.readouterr().err
 
@@ -194,8 +229,10 @@ def test_out_that_is_a_file_exits_2(tmp_path, capsys):
 def test_module_entry_point_runs():
     result = subprocess.run(
         [sys.executable, "-m", "pipeline", "--help"],
-        capture_output=True, text=True, encoding="utf-8",
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
     assert result.returncode == 0 and "build" in result.stdout
 
 
@@ -203,12 +240,27 @@ def test_module_entry_point_runs():
     "setting, message",
     [
         ("data.test_limit=1", "data.test_limit = 1 leaves no test image of T-shirt/top, Trouser,"),
-        ("data.train_limit=9", "split.val_fraction = 0.1 leaves 0 of 9 training images for validation"),
+        (
+            "data.train_limit=9",
+            "split.val_fraction = 0.1 leaves 0 of 9 training images for validation",
+        ),
     ],
 )
 def test_a_limit_the_report_cannot_use_exits_2_before_any_work(tmp_path, capsys, setting, message):
     out = tmp_path / "reports"
-    code = cli.main(["build", "--profile", "quick", "--set", setting, "--data-dir", str(SUBSET_DIR), "--out", str(out)])
+    code = cli.main(
+        [
+            "build",
+            "--profile",
+            "quick",
+            "--set",
+            setting,
+            "--data-dir",
+            str(SUBSET_DIR),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2
     error = capsys.readouterr().err.splitlines()
     assert message in error[-1] and error[-1].startswith("dae-report: error: ")

@@ -52,9 +52,15 @@ def test_default_out_is_reports_in_the_users_folder(home, default_build):
 def test_relative_out_that_does_not_exist_yet_env_data_dir_and_compare_to(home, default_build):
     """A new nested --out, $DAE_DATA_DIR relative to the user's folder, a relative --compare-to."""
     result = dae_report(
-        "build", *TINY, "--out", "nuevos/informes 2", "--compare-to", "reports/latest",
-        cwd=home, env={"DAE_DATA_DIR": "datos ñ"},
-    )  # fmt: skip
+        "build",
+        *TINY,
+        "--out",
+        "nuevos/informes 2",
+        "--compare-to",
+        "reports/latest",
+        cwd=home,
+        env={"DAE_DATA_DIR": "datos ñ"},
+    )
     run = assert_finished(home / "nuevos" / "informes 2", result)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["comparison"]["baseline"] == default_build[0].name
@@ -82,8 +88,14 @@ def test_handout_default_folder_is_relative_to_the_user(tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--config", "ajustes/no-such.toml"], "config file not found: {home}/ajustes/no-such.toml"),
-        (["--set", "report.logo=ajustes/curso.toml"], "report.logo = '{home}/ajustes/curso.toml' must be"),
+        (
+            ["--config", "ajustes/no-such.toml"],
+            "config file not found: {home}/ajustes/no-such.toml",
+        ),
+        (
+            ["--set", "report.logo=ajustes/curso.toml"],
+            "report.logo = '{home}/ajustes/curso.toml' must be",
+        ),
         (["--set", "report.logo=escudo.png"], "report.logo: file not found: {home}/escudo.png"),
         (["--data-dir", "datos"], "data folder {home}/datos"),
         (["--compare-to", "reports/none"], "--compare-to {home}/reports/none"),

@@ -33,9 +33,16 @@ def test_std_range_trains_the_first_model_again_on_random_levels_and_tests_at_st
     drawn per image (its cached record says so, and its losses differ); the test noise keeps the
     config's std 0.4 (as recorded: one tiny epoch is too little to tell the levels by the PSNR)."""
     result = dae_report(
-        "compare", *TINY, "--models", "lab", "--std-range", "0.1,0.7",
-        "--data-dir", str(SUBSET_DIR), cwd=tmp_path,
-    )  # fmt: skip
+        "compare",
+        *TINY,
+        "--models",
+        "lab",
+        "--std-range",
+        "0.1,0.7",
+        "--data-dir",
+        str(SUBSET_DIR),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "reports").glob("*-compare")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -51,7 +58,9 @@ def test_std_range_trains_the_first_model_again_on_random_levels_and_tests_at_st
     assert trained == {None: 0.4, (0.1, 0.7): 0.4}
 
 
-@pytest.mark.parametrize("argv", [["compare", "--models", "vgg"], ["compare", "--std-range", "0.7,0.1"]])
+@pytest.mark.parametrize(
+    "argv", [["compare", "--models", "vgg"], ["compare", "--std-range", "0.7,0.1"]]
+)
 def test_cli_rejects_bad_compare_options(argv):
     with pytest.raises(SystemExit) as raised:
         cli.main(argv)
@@ -69,10 +78,25 @@ def test_compare_keeps_the_terminal_to_its_own_lines(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "DAE_DATA_DIR"}
     try:
         result = subprocess.run(
-            [str(DAE_REPORT), "compare", *TINY, "--models", "lab", "--data-dir", str(SUBSET_DIR), "--out", str(reports)],
-            cwd=tmp_path, env=environment, stdout=write, stderr=subprocess.PIPE,
-            text=True, encoding="utf-8", timeout=600,
-        )  # fmt: skip
+            [
+                str(DAE_REPORT),
+                "compare",
+                *TINY,
+                "--models",
+                "lab",
+                "--data-dir",
+                str(SUBSET_DIR),
+                "--out",
+                str(reports),
+            ],
+            cwd=tmp_path,
+            env=environment,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            timeout=600,
+        )
     finally:
         os.close(write)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -88,10 +112,29 @@ def test_compare_keeps_the_terminal_to_its_own_lines(tmp_path):
 
 def test_a_std_range_the_noise_cannot_take_exits_2_before_any_work(tmp_path):
     result = subprocess.run(
-        [str(DAE_REPORT), "compare", *TINY, "--models", "lab", "--std-range", "0.1,0.5", "--set", "noise.type=speckle",
-         "--data-dir", str(SUBSET_DIR), "--out", str(tmp_path / "reports")],
-        capture_output=True, text=True, encoding="utf-8", timeout=300,
-    )  # fmt: skip
+        [
+            str(DAE_REPORT),
+            "compare",
+            *TINY,
+            "--models",
+            "lab",
+            "--std-range",
+            "0.1,0.5",
+            "--set",
+            "noise.type=speckle",
+            "--data-dir",
+            str(SUBSET_DIR),
+            "--out",
+            str(tmp_path / "reports"),
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+    )
     assert result.returncode == 2
-    assert result.stderr == "dae-report: error: noise.std_range applies to gaussian noise only, not noise.type = 'speckle'\n"
+    assert (
+        result.stderr == "dae-report: error: noise.std_range applies to gaussian noise only, "
+        "not noise.type = 'speckle'\n"
+    )
     assert not (tmp_path / "reports").exists()

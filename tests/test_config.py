@@ -18,7 +18,11 @@ def test_defaults_are_the_lab():
 
 def test_fast_profile_is_the_unet_recipe():
     config = load_config("fast")
-    assert config.model.name == "unet" and config.training.loss == "mse" and config.training.jit_compile
+    assert (
+        config.model.name == "unet"
+        and config.training.loss == "mse"
+        and config.training.jit_compile
+    )
     assert config.evaluation.baselines is False
 
 
@@ -84,7 +88,9 @@ def test_unknown_profile():
 
 def test_toml_file_then_set(tmp_path):
     path = tmp_path / "course.toml"
-    path.write_text('seed = 5\n[training]\nepochs = 3\n[report]\ntitle = "Curso"\n', encoding="utf-8")
+    path.write_text(
+        'seed = 5\n[training]\nepochs = 3\n[report]\ntitle = "Curso"\n', encoding="utf-8"
+    )
     config = load_config("quick", path, ["training.epochs=4"])
     assert (config.seed, config.training.epochs, config.report.title) == (5, 4, "Curso")
     assert config.data.train_limit == 4000  # the profile still applies under the file

@@ -22,7 +22,10 @@ def test_loads_the_real_subset():
     assert set(np.unique(dataset.train_labels)) == set(range(10))
     # The first training image of Fashion-MNIST is an ankle boot (label 9), as Keras returns it.
     assert dataset.train_labels[0] == 9
-    assert dataset.digests["train-images-idx3-ubyte.gz"] == data.DIGESTS["train-images-idx3-ubyte.gz"][4000]
+    assert (
+        dataset.digests["train-images-idx3-ubyte.gz"]
+        == data.DIGESTS["train-images-idx3-ubyte.gz"][4000]
+    )
 
 
 # The README's lookup order: --data-dir, $DAE_DATA_DIR, the Debian package, the Keras cache
@@ -35,7 +38,9 @@ def places(tmp_path, monkeypatch) -> dict:
     """A real copy of the subset in every place the lookup looks, the environment pointing at
     them (HOME, DEBIAN_DIR), and a Keras download that records its calls and "downloads" from
     the subset: the network is not under test, the order is."""
-    folders = {step: tmp_path / f"place-{index}" / "fashion-mnist" for index, step in enumerate(STEPS[:3])}
+    folders = {
+        step: tmp_path / f"place-{index}" / "fashion-mnist" for index, step in enumerate(STEPS[:3])
+    }
     folders["Keras cache"] = tmp_path / "home" / ".keras" / "datasets" / "fashion-mnist"
     for folder in folders.values():
         shutil.copytree(SUBSET_DIR, folder)
@@ -74,7 +79,8 @@ def test_each_place_wins_over_the_later_ones(winner, places, monkeypatch):
     assert data.load(found).train_images.shape == (4000, 28, 28)
     if winner == "Keras download":
         assert places["downloads"] == [
-            (name, data.KERAS_ORIGIN + name, os.path.join("datasets", "fashion-mnist")) for name in data.FILES.values()
+            (name, data.KERAS_ORIGIN + name, os.path.join("datasets", "fashion-mnist"))
+            for name in data.FILES.values()
         ]
     else:
         assert places["downloads"] == []
@@ -107,10 +113,18 @@ def test_arrays_identical_to_keras_load_data(tmp_path, monkeypatch):
         "from keras.datasets import fashion_mnist\n"
         "(a, b), (c, d) = fashion_mnist.load_data()\n"
         "numpy.savez(sys.argv[1], train_images=a, train_labels=b, test_images=c, test_labels=d)\n"
-    )  # fmt: skip
+    )
     env = {**os.environ, "KERAS_HOME": str(keras_home)}
-    subprocess.run([sys.executable, "-c", script, str(saved)], cwd=tmp_path, env=env, check=True, capture_output=True)
-    assert sorted(path.name for path in keras_cache.iterdir()) == sorted(data.FILES.values())  # nothing downloaded
+    subprocess.run(
+        [sys.executable, "-c", script, str(saved)],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    assert sorted(path.name for path in keras_cache.iterdir()) == sorted(
+        data.FILES.values()
+    )  # nothing downloaded
 
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian-package")
@@ -157,11 +171,24 @@ IMAGES = "train-images-idx3-ubyte.gz"
         (IMAGES, lambda p: p.write_bytes(b""), "is empty or too short"),
         (IMAGES, lambda p: p.write_bytes(p.read_bytes()[:100_000]), "is truncated"),
         (IMAGES, lambda p: p.write_bytes(b"not a gzip file at all"), "is not a valid gzip file"),
-        (IMAGES, lambda p: _rewrite(p, lambda raw: b"\x00\x00\x08\x02" + raw[4:]), "magic number 0x00000802"),
-        (IMAGES, lambda p: _rewrite(p, lambda raw: raw[:-1]), "holds 3136015 bytes but its header (4000, 28, 28) needs 3136016"),
         (
             IMAGES,
-            lambda p: _rewrite(p, lambda raw: raw[:4] + struct.pack(">III", 4000, 28, 14) + raw[16 : 16 + 4000 * 28 * 14]),
+            lambda p: _rewrite(p, lambda raw: b"\x00\x00\x08\x02" + raw[4:]),
+            "magic number 0x00000802",
+        ),
+        (
+            IMAGES,
+            lambda p: _rewrite(p, lambda raw: raw[:-1]),
+            "holds 3136015 bytes but its header (4000, 28, 28) needs 3136016",
+        ),
+        (
+            IMAGES,
+            lambda p: _rewrite(
+                p,
+                lambda raw: (
+                    raw[:4] + struct.pack(">III", 4000, 28, 14) + raw[16 : 16 + 4000 * 28 * 14]
+                ),
+            ),
             "images are (28, 14)",
         ),
         (
@@ -170,10 +197,16 @@ IMAGES = "train-images-idx3-ubyte.gz"
             "4000 train images but 3999 labels",
         ),
         (LABELS, lambda p: _rewrite(p, lambda raw: raw[:-1] + b"\x0c"), "label 12 is outside 0-9"),
-        (IMAGES, lambda p: _rewrite(p, lambda raw: raw[:-1] + bytes([raw[-1] ^ 1])), "does not match the published"),
         (
             IMAGES,
-            lambda p: _rewrite(p, lambda raw: raw[:4] + struct.pack(">I", 3000) + raw[8:16 + 3000 * 784]),
+            lambda p: _rewrite(p, lambda raw: raw[:-1] + bytes([raw[-1] ^ 1])),
+            "does not match the published",
+        ),
+        (
+            IMAGES,
+            lambda p: _rewrite(
+                p, lambda raw: raw[:4] + struct.pack(">I", 3000) + raw[8 : 16 + 3000 * 784]
+            ),
             "holds 3000 items, expected 60000 or 4000",
         ),
     ],
@@ -181,7 +214,9 @@ IMAGES = "train-images-idx3-ubyte.gz"
 def test_damaged_files_name_the_file(subset_copy, name, damage, message):
     damage(subset_copy / name)
     if name == IMAGES and "3000 items" in message:  # keep labels consistent with the images
-        _rewrite(subset_copy / LABELS, lambda raw: raw[:4] + struct.pack(">I", 3000) + raw[8 : 8 + 3000])
+        _rewrite(
+            subset_copy / LABELS, lambda raw: raw[:4] + struct.pack(">I", 3000) + raw[8 : 8 + 3000]
+        )
     with pytest.raises(DataError) as raised:
         data.load(subset_copy)
     assert message in str(raised.value)
@@ -226,12 +261,17 @@ def test_limit_larger_than_data_is_bad_input():
         data.limit(images, labels, 11, "train")
 
 
-@pytest.mark.parametrize("count, missing", [(1, "Trouser"), (10, "Dress"), (19, "T-shirt"), (20, None), (None, None)])
+@pytest.mark.parametrize(
+    "count, missing", [(1, "Trouser"), (10, "Dress"), (19, "T-shirt"), (20, None), (None, None)]
+)
 def test_a_test_limit_must_keep_every_class(count, missing):
     labels = data.load(SUBSET_DIR).test_labels  # the first 20 test images hold all ten classes
     if count is not None and count < 20:
-        with pytest.raises(ConfigError, match=rf"data.test_limit = {count} leaves no test image of .*{missing}.*"
-                           r"the report evaluates every class \(the first 20 test images hold all ten\)"):  # fmt: skip
+        with pytest.raises(
+            ConfigError,
+            match=rf"data.test_limit = {count} leaves no test image of .*{missing}.*"
+            r"the report evaluates every class \(the first 20 test images hold all ten\)",
+        ):
             data.require_every_class(labels, count, "test")
     else:
         data.require_every_class(labels, count, "test")

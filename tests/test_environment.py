@@ -29,10 +29,22 @@ def op_determinism():
 
 def test_describe_gives_the_installed_versions_and_no_gpu_when_none_is_visible():
     """In its own process, with CUDA_VISIBLE_DEVICES=-1: no GPU, whatever the machine has."""
-    script = "import json\nfrom pipeline import environment\nprint(json.dumps(environment.describe()))"
-    environment_variables = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            encoding="utf-8", env=environment_variables, timeout=300)  # fmt: skip
+    script = (
+        "import json\nfrom pipeline import environment\nprint(json.dumps(environment.describe()))"
+    )
+    environment_variables = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "-1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=environment_variables,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     described = json.loads(result.stdout.splitlines()[-1])  # plain data: it went through JSON
     assert described == {
@@ -54,8 +66,12 @@ def draws() -> list:
 
     layer = keras.layers.Dense(3)
     layer.build((None, 2))
-    return [random.random(), float(np.random.rand()), float(tf.random.uniform(())),
-            layer.kernel.numpy().tolist()]  # fmt: skip
+    return [
+        random.random(),
+        float(np.random.rand()),
+        float(tf.random.uniform(())),
+        layer.kernel.numpy().tolist(),
+    ]
 
 
 def test_the_same_seed_gives_the_same_draws_and_turns_on_op_determinism(op_determinism):
@@ -100,8 +116,14 @@ def test_xla_is_allowed_inside_and_op_determinism_is_back_after(op_determinism):
 
 
 @pytest.mark.parametrize("determinism", [True, False])
-def test_without_jit_compile_or_determinism_xla_allowed_changes_nothing(op_determinism, determinism):
-    (op_determinism.enable_op_determinism if determinism else op_determinism.disable_op_determinism)()
+def test_without_jit_compile_or_determinism_xla_allowed_changes_nothing(
+    op_determinism, determinism
+):
+    (
+        op_determinism.enable_op_determinism
+        if determinism
+        else op_determinism.disable_op_determinism
+    )()
     with environment.xla_allowed(False):
         assert op_determinism.is_op_determinism_enabled() is determinism
     with environment.xla_allowed(True):
@@ -119,23 +141,38 @@ def cpu_name_with(cpuinfo: str, tmp_path) -> str:
     fake.write_text(cpuinfo, encoding="utf-8")
     script = "from pipeline import environment; print(environment.cpu_name())"
     for unshare in (["unshare", "-m"], ["unshare", "-r", "-m"]):  # root, else a user namespace
-        command = [*unshare, "sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$1" -c "$2"',
-                   str(fake), sys.executable, script]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", timeout=60)
+        command = [
+            *unshare,
+            "sh",
+            "-c",
+            'mount --bind "$0" /proc/cpuinfo && exec "$1" -c "$2"',
+            str(fake),
+            sys.executable,
+            script,
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, encoding="utf-8", timeout=60
+        )
         if result.returncode == 0:
             return result.stdout.removesuffix("\n")  # print's newline, nothing of cpu_name's
     pytest.skip(f"no private mount namespace here: {result.stderr.strip()}")
 
 
 def test_cpu_name_is_the_model_name_line_of_cpuinfo(tmp_path):
-    cpuinfo = "processor\t: 0\nvendor_id\t: Fake\nmodel name\t: Fake CPU 9000 @ 1.00GHz  \nflags\t\t: fpu\n"
+    cpuinfo = (
+        "processor\t: 0\nvendor_id\t: Fake\n"
+        "model name\t: Fake CPU 9000 @ 1.00GHz  \nflags\t\t: fpu\n"
+    )
     assert cpu_name_with(cpuinfo, tmp_path) == "Fake CPU 9000 @ 1.00GHz"
 
 
 def test_cpu_name_without_a_model_name_line_is_what_platform_knows(tmp_path):
     """ARM's /proc/cpuinfo has no `model name`."""
     expected = platform.processor() or platform.machine()
-    assert cpu_name_with("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n", tmp_path) == expected
+    assert (
+        cpu_name_with("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n", tmp_path)
+        == expected
+    )
 
 
 def test_peak_memory_is_the_process_own_not_its_parents():

@@ -41,6 +41,7 @@ def _write(name, text):
     def setup(case):
         path = case.tmp / name
         path.mkdir() if text is None else path.write_text(text, encoding="utf-8")
+
     return setup
 
 
@@ -50,17 +51,21 @@ def _write_bytes(name, content):
 
 def _socket(name):
     """A Unix socket where a file should be: opening one fails, stat says what it is."""
+
     def setup(case):
         with socket.socket(socket.AF_UNIX) as listener:
             listener.bind(str(case.tmp / name))  # the socket file stays after close
+
     return setup
 
 
 def _fifo(name):
     """A named pipe where a file should be: opening it for reading blocks until a writer comes."""
+
     def setup(case):
         (case.tmp / name).unlink(missing_ok=True)
         os.mkfifo(case.tmp / name)
+
     return setup
 
 
@@ -68,6 +73,7 @@ def _link(name, target):
     def setup(case):
         (case.tmp / name).unlink(missing_ok=True)
         (case.tmp / name).symlink_to(target)
+
     return setup
 
 
@@ -86,7 +92,11 @@ def _metric(path, raw):
     return _baseline(json.dumps(metrics, indent=2).replace('"@@raw@@"', raw))
 
 
-MSE, PSNR, SSIM = ("evaluation", "mse", "mean"), ("evaluation", "psnr_of_mean_mse"), ("evaluation", "ssim", "mean")
+MSE, PSNR, SSIM = (
+    ("evaluation", "mse", "mean"),
+    ("evaluation", "psnr_of_mean_mse"),
+    ("evaluation", "ssim", "mean"),
+)
 VAL_LOSS = ("training", "val_loss")
 DEEP = 100_000
 
@@ -106,7 +116,10 @@ def _png(body: bytes | None = None, cut: int | None = None) -> bytes:
 
 LAUGHS = (
     '<?xml version="1.0"?>\n<!DOCTYPE svg [\n<!ENTITY lol "lol">\n'
-    + "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10 if n > 1 else "&lol;" * 10}">\n' for n in range(1, 10))
+    + "".join(
+        f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10 if n > 1 else "&lol;" * 10}">\n'
+        for n in range(1, 10)
+    )
     + ']>\n<svg xmlns="http://www.w3.org/2000/svg"><text>&lol9;</text></svg>\n'
 )
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>\n'
@@ -129,7 +142,9 @@ def _gzip_bomb(path: Path, gigabytes: int = 2) -> None:
     for _ in range(blocks):
         crc = zlib.crc32(zeros, crc)
     with path.open("wb") as file:
-        file.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + head)  # gzip header: deflate, no name
+        file.write(
+            b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + head
+        )  # gzip header: deflate, no name
         for _ in range(blocks):
             file.write(block)
         file.write(deflate.flush())  # the final, empty block
@@ -141,64 +156,351 @@ CASES = [
     # config and options
     ("unknown section", ["--set", "nosie.std=0.3"], None, 2, "unknown config key 'nosie'"),
     ("unknown key", ["--set", "noise.sdt=0.3"], None, 2, "unknown config key 'noise.sdt'"),
-    ("wrong type", ["--set", "training.epochs=ten"], None, 2, "training.epochs must be an integer, got 'ten'"),
+    (
+        "wrong type",
+        ["--set", "training.epochs=ten"],
+        None,
+        2,
+        "training.epochs must be an integer, got 'ten'",
+    ),
     ("negative std", ["--set", "noise.std=-0.1"], None, 2, "noise.std = -0.1 is out of range"),
     ("zero std", ["--set", "noise.std=0"], None, 2, "noise.std = 0.0 is out of range"),
     ("zero epochs", ["--set", "training.epochs=0"], None, 2, "training.epochs = 0 is out of range"),
-    ("zero batch", ["--set", "training.batch_size=0"], None, 2, "training.batch_size = 0 is out of range"),
-    ("val_fraction 0", ["--set", "split.val_fraction=0"], None, 2, "split.val_fraction = 0.0 is out of range"),
-    ("val_fraction 1", ["--set", "split.val_fraction=1"], None, 2, "split.val_fraction = 1.0 is out of range"),
-    ("limit larger than the data", ["--set", "data.train_limit=5000"], None, 2, "data.train_limit = 5000 but the train set has 4000 images"),
-    ("unknown model", ["--set", "model.name=vgg"], None, 2, "model.name = 'vgg' is not one of: lab, residual, unet"),
-    ("unknown noise type", ["--set", "noise.type=pink"], None, 2, "noise.type = 'pink' is not one of: gaussian, poisson, speckle, salt_pepper"),
-    ("std_range with speckle noise", ["--set", "noise.type=speckle", "--set", "noise.std_range=[0.1, 0.5]"], None, 2, "noise.std_range applies to gaussian noise only, not noise.type = 'speckle'"),
-    ("unknown language", ["--set", "report.lang=fr"], None, 2, "report.lang = 'fr' is not one of: es, en"),
-    ("malformed TOML", ["--config", "{tmp}/bad.toml"], _write("bad.toml", "[training\nepochs = 3"), 2, "is not valid TOML"),
+    (
+        "zero batch",
+        ["--set", "training.batch_size=0"],
+        None,
+        2,
+        "training.batch_size = 0 is out of range",
+    ),
+    (
+        "val_fraction 0",
+        ["--set", "split.val_fraction=0"],
+        None,
+        2,
+        "split.val_fraction = 0.0 is out of range",
+    ),
+    (
+        "val_fraction 1",
+        ["--set", "split.val_fraction=1"],
+        None,
+        2,
+        "split.val_fraction = 1.0 is out of range",
+    ),
+    (
+        "limit larger than the data",
+        ["--set", "data.train_limit=5000"],
+        None,
+        2,
+        "data.train_limit = 5000 but the train set has 4000 images",
+    ),
+    (
+        "unknown model",
+        ["--set", "model.name=vgg"],
+        None,
+        2,
+        "model.name = 'vgg' is not one of: lab, residual, unet",
+    ),
+    (
+        "unknown noise type",
+        ["--set", "noise.type=pink"],
+        None,
+        2,
+        "noise.type = 'pink' is not one of: gaussian, poisson, speckle, salt_pepper",
+    ),
+    (
+        "std_range with speckle noise",
+        ["--set", "noise.type=speckle", "--set", "noise.std_range=[0.1, 0.5]"],
+        None,
+        2,
+        "noise.std_range applies to gaussian noise only, not noise.type = 'speckle'",
+    ),
+    (
+        "unknown language",
+        ["--set", "report.lang=fr"],
+        None,
+        2,
+        "report.lang = 'fr' is not one of: es, en",
+    ),
+    (
+        "malformed TOML",
+        ["--config", "{tmp}/bad.toml"],
+        _write("bad.toml", "[training\nepochs = 3"),
+        2,
+        "is not valid TOML",
+    ),
     ("missing --config file", ["--config", "{tmp}/none.toml"], None, 2, "config file not found"),
-    ("--config is a folder", ["--config", "{tmp}/folder.toml"], _write("folder.toml", None), 2, "config file is a directory"),
-    ("conflicting options", ["--lang", "en", "--set", "report.lang=es"], None, 2, "conflicting options: --lang en and --set report.lang=es"),
-    ("logo that is not an image", ["--set", "report.logo={tmp}/logo.png"], _write("logo.png", "root:x:0:0"), 2, "is not a PNG, JPEG or SVG image"),
+    (
+        "--config is a folder",
+        ["--config", "{tmp}/folder.toml"],
+        _write("folder.toml", None),
+        2,
+        "config file is a directory",
+    ),
+    (
+        "conflicting options",
+        ["--lang", "en", "--set", "report.lang=es"],
+        None,
+        2,
+        "conflicting options: --lang en and --set report.lang=es",
+    ),
+    (
+        "logo that is not an image",
+        ["--set", "report.logo={tmp}/logo.png"],
+        _write("logo.png", "root:x:0:0"),
+        2,
+        "is not a PNG, JPEG or SVG image",
+    ),
     # data
     ("missing file", [], _data(lambda d: (d / IMAGES).unlink()), 2, f"{IMAGES} is missing"),
     ("empty file", [], _data(lambda d: (d / IMAGES).write_bytes(b"")), 2, "is empty or too short"),
-    ("truncated gzip", [], _data(lambda d: (d / IMAGES).write_bytes((d / IMAGES).read_bytes()[:50_000])), 2, "is truncated"),
-    ("not gzip", [], _data(lambda d: (d / IMAGES).write_bytes(b"<html>not found</html>")), 2, "is not a valid gzip file"),
-    ("wrong magic number", [], _data(lambda d: _rewrite(d / IMAGES, lambda r: b"\0\0\x08\x02" + r[4:])), 2, "magic number 0x00000802"),
-    ("wrong image size", [], _data(lambda d: _rewrite(d / IMAGES, lambda r: r[:4] + struct.pack(">III", 4000, 28, 14) + r[16:16 + 4000 * 392])), 2, "images are (28, 14)"),
-    ("label count != image count", [], _data(lambda d: _rewrite(d / LABELS, lambda r: r[:4] + struct.pack(">I", 3999) + r[8:-1])), 2, "4000 train images but 3999 labels"),
-    ("label outside 0-9", [], _data(lambda d: _rewrite(d / LABELS, lambda r: r[:-1] + b"\x0c")), 2, "label 12 is outside 0-9"),
-    ("digest mismatch", [], _data(lambda d: _rewrite(d / IMAGES, lambda r: r[:-1] + bytes([r[-1] ^ 1]))), 2, "does not match the published Fashion-MNIST"),
-    ("data folder is a file", ["--data-dir", "{tmp}/file"], _write("file", ""), 2, "is a file, not a folder"),
+    (
+        "truncated gzip",
+        [],
+        _data(lambda d: (d / IMAGES).write_bytes((d / IMAGES).read_bytes()[:50_000])),
+        2,
+        "is truncated",
+    ),
+    (
+        "not gzip",
+        [],
+        _data(lambda d: (d / IMAGES).write_bytes(b"<html>not found</html>")),
+        2,
+        "is not a valid gzip file",
+    ),
+    (
+        "wrong magic number",
+        [],
+        _data(lambda d: _rewrite(d / IMAGES, lambda r: b"\0\0\x08\x02" + r[4:])),
+        2,
+        "magic number 0x00000802",
+    ),
+    (
+        "wrong image size",
+        [],
+        _data(
+            lambda d: _rewrite(
+                d / IMAGES,
+                lambda r: r[:4] + struct.pack(">III", 4000, 28, 14) + r[16 : 16 + 4000 * 392],
+            )
+        ),
+        2,
+        "images are (28, 14)",
+    ),
+    (
+        "label count != image count",
+        [],
+        _data(lambda d: _rewrite(d / LABELS, lambda r: r[:4] + struct.pack(">I", 3999) + r[8:-1])),
+        2,
+        "4000 train images but 3999 labels",
+    ),
+    (
+        "label outside 0-9",
+        [],
+        _data(lambda d: _rewrite(d / LABELS, lambda r: r[:-1] + b"\x0c")),
+        2,
+        "label 12 is outside 0-9",
+    ),
+    (
+        "digest mismatch",
+        [],
+        _data(lambda d: _rewrite(d / IMAGES, lambda r: r[:-1] + bytes([r[-1] ^ 1]))),
+        2,
+        "does not match the published Fashion-MNIST",
+    ),
+    (
+        "data folder is a file",
+        ["--data-dir", "{tmp}/file"],
+        _write("file", ""),
+        2,
+        "is a file, not a folder",
+    ),
     # output
-    ("--out is a file", ["--out", "{tmp}/out-file"], _write("out-file", ""), 2, "is a file, not a folder"),
+    (
+        "--out is a file",
+        ["--out", "{tmp}/out-file"],
+        _write("out-file", ""),
+        2,
+        "is a file, not a folder",
+    ),
     # not a regular file (a FIFO blocks the reader: those cases are subprocesses, HOSTILE_FILES)
-    ("--config is a socket", ["--config", "{tmp}/socket.toml"], _socket("socket.toml"), 2, "config file is a socket, not a regular file: "),
-    ("logo is a folder", ["--set", "report.logo={tmp}/logo.png"], _write("logo.png", None), 2, "report.logo is a directory, not a regular file: "),
-    ("--compare-to is a socket", ["--compare-to", "{tmp}/socket.json"], _socket("socket.json"), 2, "--compare-to is a socket, not a regular file: "),
-    ("data file is a folder", [], _data(lambda d: ((d / IMAGES).unlink(), (d / IMAGES).mkdir())), 2, "data file is a directory, not a regular file: "),
-    ("data file is /dev/null", [], _link(f"data/{IMAGES}", "/dev/null"), 2, "data file is a character device, not a regular file: "),
+    (
+        "--config is a socket",
+        ["--config", "{tmp}/socket.toml"],
+        _socket("socket.toml"),
+        2,
+        "config file is a socket, not a regular file: ",
+    ),
+    (
+        "logo is a folder",
+        ["--set", "report.logo={tmp}/logo.png"],
+        _write("logo.png", None),
+        2,
+        "report.logo is a directory, not a regular file: ",
+    ),
+    (
+        "--compare-to is a socket",
+        ["--compare-to", "{tmp}/socket.json"],
+        _socket("socket.json"),
+        2,
+        "--compare-to is a socket, not a regular file: ",
+    ),
+    (
+        "data file is a folder",
+        [],
+        _data(lambda d: ((d / IMAGES).unlink(), (d / IMAGES).mkdir())),
+        2,
+        "data file is a directory, not a regular file: ",
+    ),
+    (
+        "data file is /dev/null",
+        [],
+        _link(f"data/{IMAGES}", "/dev/null"),
+        2,
+        "data file is a character device, not a regular file: ",
+    ),
     # hostile --compare-to: checked in full before any work
-    ("--compare-to: a string metric", ["--compare-to", "{tmp}/baseline.json"], _metric(MSE, '"0.0118"'), 2, 'not a dae-report metrics.json ($.evaluation.mse.mean must be a finite number, got "0.0118")'),
-    ("--compare-to: a boolean metric", ["--compare-to", "{tmp}/baseline.json"], _metric(SSIM, "true"), 2, "($.evaluation.ssim.mean must be a finite number, got true)"),
-    ("--compare-to: NaN", ["--compare-to", "{tmp}/baseline.json"], _metric(PSNR, "NaN"), 2, "not a dae-report metrics.json (it holds NaN, not a finite number)"),
-    ("--compare-to: -Infinity", ["--compare-to", "{tmp}/baseline.json"], _metric(SSIM, "-Infinity"), 2, "(it holds -Infinity, not a finite number)"),
-    ("--compare-to: 1e400, infinite as a float", ["--compare-to", "{tmp}/baseline.json"], _metric(PSNR, "1e400"), 2, "($.evaluation.psnr_of_mean_mse must be a finite number, got Infinity)"),
-    ("--compare-to: a 400-digit integer", ["--compare-to", "{tmp}/baseline.json"], _metric(MSE, "1" + "0" * 400), 2, "($.evaluation.mse.mean must be a finite number, got 1000000000"),
-    ("--compare-to: 100 000-deep nesting", ["--compare-to", "{tmp}/baseline.json"], _metric(MSE, "[" * DEEP + "]" * DEEP), 2, "not a dae-report metrics.json (nested too deeply)"),
-    ("--compare-to: a JSON array", ["--compare-to", "{tmp}/baseline.json"], _baseline("[1, 2, 3]"), 2, "not a dae-report metrics.json ($ must be a JSON object, got [1, 2, 3])"),
-    ("--compare-to: no val_loss history", ["--compare-to", "{tmp}/baseline.json"], _metric(VAL_LOSS, "[]"), 2, "($.training.val_loss must be a non-empty list of finite numbers, got [])"),
-    ("--compare-to: 17 MB", ["--compare-to", "{tmp}/baseline.json"], _baseline(" " * 17_000_000 + "{}"), 2, "--compare-to is larger than 16 MiB: "),
-    ("config over 1 MiB", ["--config", "{tmp}/big.toml"], _write("big.toml", "#" * 2**20 + "\nseed = 7\n"), 2, "config file is larger than 1 MiB: "),
-    ("logo over 10 MiB", ["--set", "report.logo={tmp}/logo.png"], lambda case: (case.tmp / "logo.png").write_bytes(bytes(10 * 2**20 + 1)), 2, "report.logo is larger than 10 MiB: "),
+    (
+        "--compare-to: a string metric",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(MSE, '"0.0118"'),
+        2,
+        (
+            "not a dae-report metrics.json "
+            '($.evaluation.mse.mean must be a finite number, got "0.0118")'
+        ),
+    ),
+    (
+        "--compare-to: a boolean metric",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(SSIM, "true"),
+        2,
+        "($.evaluation.ssim.mean must be a finite number, got true)",
+    ),
+    (
+        "--compare-to: NaN",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(PSNR, "NaN"),
+        2,
+        "not a dae-report metrics.json (it holds NaN, not a finite number)",
+    ),
+    (
+        "--compare-to: -Infinity",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(SSIM, "-Infinity"),
+        2,
+        "(it holds -Infinity, not a finite number)",
+    ),
+    (
+        "--compare-to: 1e400, infinite as a float",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(PSNR, "1e400"),
+        2,
+        "($.evaluation.psnr_of_mean_mse must be a finite number, got Infinity)",
+    ),
+    (
+        "--compare-to: a 400-digit integer",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(MSE, "1" + "0" * 400),
+        2,
+        "($.evaluation.mse.mean must be a finite number, got 1000000000",
+    ),
+    (
+        "--compare-to: 100 000-deep nesting",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(MSE, "[" * DEEP + "]" * DEEP),
+        2,
+        "not a dae-report metrics.json (nested too deeply)",
+    ),
+    (
+        "--compare-to: a JSON array",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _baseline("[1, 2, 3]"),
+        2,
+        "not a dae-report metrics.json ($ must be a JSON object, got [1, 2, 3])",
+    ),
+    (
+        "--compare-to: no val_loss history",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _metric(VAL_LOSS, "[]"),
+        2,
+        "($.training.val_loss must be a non-empty list of finite numbers, got [])",
+    ),
+    (
+        "--compare-to: 17 MB",
+        ["--compare-to", "{tmp}/baseline.json"],
+        _baseline(" " * 17_000_000 + "{}"),
+        2,
+        "--compare-to is larger than 16 MiB: ",
+    ),
+    (
+        "config over 1 MiB",
+        ["--config", "{tmp}/big.toml"],
+        _write("big.toml", "#" * 2**20 + "\nseed = 7\n"),
+        2,
+        "config file is larger than 1 MiB: ",
+    ),
+    (
+        "logo over 10 MiB",
+        ["--set", "report.logo={tmp}/logo.png"],
+        lambda case: (case.tmp / "logo.png").write_bytes(bytes(10 * 2**20 + 1)),
+        2,
+        "report.logo is larger than 10 MiB: ",
+    ),
     # the logo, parsed when the config is loaded
-    ("logo: 0-byte PNG", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", b""), 2, "logo.png is empty, not a PNG, JPEG or SVG image"),
-    ("logo: truncated PNG", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", _png(cut=45)), 2, "logo.png is a damaged PNG image ("),
-    ("logo: PNG whose pixels do not decode", ["--set", "report.logo={tmp}/logo.png"], _write_bytes("logo.png", _png(body=b"\x78\x9c" + b"\xff" * 12)), 2, "logo.png is a damaged PNG image ("),
-    ("logo: SVG with entities (billion laughs)", ["--set", "report.logo={tmp}/logo.svg"], _write("logo.svg", LAUGHS), 2, "logo.svg has a DOCTYPE (DTDs and entities are refused in a logo)"),
-    ("logo: SVG that is not well-formed", ["--set", "report.logo={tmp}/logo.svg"], _write("logo.svg", SVG.replace("/>", ">")), 2, "logo.svg is not well-formed XML (no element found, line 2)"),
-    ("logo: an HTML page named .svg", ["--set", "report.logo={tmp}/logo.svg"], _write("logo.svg", "<html><body><svg/></body></html>"), 2, "logo.svg is XML but not SVG (its root element is <html>)"),
+    (
+        "logo: 0-byte PNG",
+        ["--set", "report.logo={tmp}/logo.png"],
+        _write_bytes("logo.png", b""),
+        2,
+        "logo.png is empty, not a PNG, JPEG or SVG image",
+    ),
+    (
+        "logo: truncated PNG",
+        ["--set", "report.logo={tmp}/logo.png"],
+        _write_bytes("logo.png", _png(cut=45)),
+        2,
+        "logo.png is a damaged PNG image (",
+    ),
+    (
+        "logo: PNG whose pixels do not decode",
+        ["--set", "report.logo={tmp}/logo.png"],
+        _write_bytes("logo.png", _png(body=b"\x78\x9c" + b"\xff" * 12)),
+        2,
+        "logo.png is a damaged PNG image (",
+    ),
+    (
+        "logo: SVG with entities (billion laughs)",
+        ["--set", "report.logo={tmp}/logo.svg"],
+        _write("logo.svg", LAUGHS),
+        2,
+        "logo.svg has a DOCTYPE (DTDs and entities are refused in a logo)",
+    ),
+    (
+        "logo: SVG that is not well-formed",
+        ["--set", "report.logo={tmp}/logo.svg"],
+        _write("logo.svg", SVG.replace("/>", ">")),
+        2,
+        "logo.svg is not well-formed XML (no element found, line 2)",
+    ),
+    (
+        "logo: an HTML page named .svg",
+        ["--set", "report.logo={tmp}/logo.svg"],
+        _write("logo.svg", "<html><body><svg/></body></html>"),
+        2,
+        "logo.svg is XML but not SVG (its root element is <html>)",
+    ),
     # reads bounded by the published sizes (the endless ones are subprocesses, HOSTILE_FILES)
-    ("IDX header claims 2^31 images", [], _data(lambda d: (d / IMAGES).write_bytes(_images_header(2**31, bytes(1000)))), 2, "its IDX header (2147483648, 28, 28) needs 1683627180048 bytes, more than the published file's 47040016"),
+    (
+        "IDX header claims 2^31 images",
+        [],
+        _data(lambda d: (d / IMAGES).write_bytes(_images_header(2**31, bytes(1000)))),
+        2,
+        (
+            "its IDX header (2147483648, 28, 28) needs 1683627180048 bytes, "
+            "more than the published file's 47040016"
+        ),
+    ),
 ]
 
 
@@ -218,7 +520,9 @@ class Case:
 AFTER_THE_DATA_STAGE = {"--out is a file"}
 
 
-@pytest.mark.parametrize("name, extra, setup, code, message", CASES, ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    "name, extra, setup, code, message", CASES, ids=[case[0] for case in CASES]
+)
 def test_bad_input_is_one_line_and_leaves_nothing_finished(
     tmp_path, capsys, name, extra, setup, code, message
 ):
@@ -238,17 +542,54 @@ def test_bad_input_is_one_line_and_leaves_nothing_finished(
 # a gzip bomb): each runs the CLI in a child process with a timeout, so a regression fails instead
 # of hanging the suite, and with its address space capped, so it cannot take the machine's memory.
 HOSTILE_FILES = [
-    ("FIFO as a data file", [], _fifo(f"data/{IMAGES}"), "data file is a FIFO (named pipe), not a regular file: "),
-    ("FIFO as --config", ["--config", "{tmp}/fifo.toml"], _fifo("fifo.toml"), "config file is a FIFO (named pipe), not a regular file: "),
-    ("FIFO as the logo", ["--set", "report.logo={tmp}/fifo.svg"], _fifo("fifo.svg"), "report.logo is a FIFO (named pipe), not a regular file: "),
-    ("FIFO as --compare-to", ["--compare-to", "{tmp}/fifo.json"], _fifo("fifo.json"), "--compare-to is a FIFO (named pipe), not a regular file: "),
-    ("FIFO as metrics.json of a --compare-to run", ["--compare-to", "{tmp}/run"],
-     lambda case: ((case.tmp / "run").mkdir(), _fifo("run/metrics.json")(case)), "--compare-to is a FIFO (named pipe), not a regular file: "),
-    ("data file linked to /dev/zero", [], _link(f"data/{IMAGES}", "/dev/zero"), "data file is a character device, not a regular file: "),
-    ("gzip bomb: 2 GB from 2 MB", [], lambda case: _gzip_bomb(case.data / IMAGES),
-     f"{IMAGES} holds more than the 3136016 bytes its header (4000, 28, 28) needs"),
-    ("3 GB sparse file as a data file", [], lambda case: os.truncate(case.data / LABELS, 3 * 2**30),
-     "data file is larger than "),
+    (
+        "FIFO as a data file",
+        [],
+        _fifo(f"data/{IMAGES}"),
+        "data file is a FIFO (named pipe), not a regular file: ",
+    ),
+    (
+        "FIFO as --config",
+        ["--config", "{tmp}/fifo.toml"],
+        _fifo("fifo.toml"),
+        "config file is a FIFO (named pipe), not a regular file: ",
+    ),
+    (
+        "FIFO as the logo",
+        ["--set", "report.logo={tmp}/fifo.svg"],
+        _fifo("fifo.svg"),
+        "report.logo is a FIFO (named pipe), not a regular file: ",
+    ),
+    (
+        "FIFO as --compare-to",
+        ["--compare-to", "{tmp}/fifo.json"],
+        _fifo("fifo.json"),
+        "--compare-to is a FIFO (named pipe), not a regular file: ",
+    ),
+    (
+        "FIFO as metrics.json of a --compare-to run",
+        ["--compare-to", "{tmp}/run"],
+        lambda case: ((case.tmp / "run").mkdir(), _fifo("run/metrics.json")(case)),
+        "--compare-to is a FIFO (named pipe), not a regular file: ",
+    ),
+    (
+        "data file linked to /dev/zero",
+        [],
+        _link(f"data/{IMAGES}", "/dev/zero"),
+        "data file is a character device, not a regular file: ",
+    ),
+    (
+        "gzip bomb: 2 GB from 2 MB",
+        [],
+        lambda case: _gzip_bomb(case.data / IMAGES),
+        f"{IMAGES} holds more than the 3136016 bytes its header (4000, 28, 28) needs",
+    ),
+    (
+        "3 GB sparse file as a data file",
+        [],
+        lambda case: os.truncate(case.data / LABELS, 3 * 2**30),
+        "data file is larger than ",
+    ),
 ]
 MEMORY_CAP = 2**30  # bytes of address space: the tool needs a fifth of it before training
 
@@ -257,15 +598,21 @@ def _cap_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
-@pytest.mark.parametrize("name, extra, setup, message", HOSTILE_FILES, ids=[case[0] for case in HOSTILE_FILES])
+@pytest.mark.parametrize(
+    "name, extra, setup, message", HOSTILE_FILES, ids=[case[0] for case in HOSTILE_FILES]
+)
 def test_special_and_endless_files_fail_at_once_in_one_line(tmp_path, name, extra, setup, message):
     shutil.copytree(SUBSET_DIR, tmp_path / "data")
     case = Case(tmp_path)
     setup(case)
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", *case.argv(extra)], capture_output=True, text=True,
-        encoding="utf-8", timeout=60, preexec_fn=_cap_memory,
-    )  # fmt: skip
+        [sys.executable, "-m", "pipeline", *case.argv(extra)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        preexec_fn=_cap_memory,
+    )
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert lines[0].startswith("dae-report: error: ") and message in lines[0], lines
@@ -297,8 +644,10 @@ def _full_disk(case) -> dict:
     unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-r", "-m"]
     probe = subprocess.run(
         [*unshare, "mount", "-t", "tmpfs", "tmpfs", str(case.out)],
-        capture_output=True, text=True, encoding="utf-8",
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
     if probe.returncode != 0:
         pytest.skip(f"no private mount namespace for a small tmpfs here: {probe.stderr.strip()}")
     return {"prefix": [*unshare, "sh", "-c", FULL_DISK, str(case.out)]}
@@ -312,17 +661,34 @@ def _mode(name, mode):
     def setup(case):
         (case.tmp / name).mkdir(exist_ok=True)
         (case.tmp / name).chmod(mode)
+
     return setup
 
 
 # (case, extra arguments, setup, how the child runs, message); all exit 2.
 FILESYSTEM = [
-    ("data folder unreadable", [], _mode("data", 0), _without_privileges, "data folder {tmp}/data cannot be read (permission denied)"),
-    ("data file unreadable", [], lambda case: (case.data / IMAGES).chmod(0), _without_privileges,
-     f"{{tmp}}/data/{IMAGES} cannot be read (permission denied)"),
+    (
+        "data folder unreadable",
+        [],
+        _mode("data", 0),
+        _without_privileges,
+        "data folder {tmp}/data cannot be read (permission denied)",
+    ),
+    (
+        "data file unreadable",
+        [],
+        lambda case: (case.data / IMAGES).chmod(0),
+        _without_privileges,
+        f"{{tmp}}/data/{IMAGES} cannot be read (permission denied)",
+    ),
     ("--out not writable", [], _mode("reports", 0o555), _without_privileges, "is not writable"),
-    ("--out in a folder that is not writable", ["--out", "{tmp}/locked/reports"], _mode("locked", 0o555), _without_privileges,
-     "cannot create the output folder {tmp}/locked/reports: Permission denied"),
+    (
+        "--out in a folder that is not writable",
+        ["--out", "{tmp}/locked/reports"],
+        _mode("locked", 0o555),
+        _without_privileges,
+        "cannot create the output folder {tmp}/locked/reports: Permission denied",
+    ),
     ("disk full", [], None, _full_disk, "No space left on device"),
     ("file size limit (RLIMIT_FSIZE)", [], None, _file_size_limit, "File too large"),
 ]
@@ -342,9 +708,12 @@ def test_unreadable_unwritable_or_full_folders_are_one_line_exit_2(
     try:
         result = subprocess.run(
             [*how.get("prefix", []), sys.executable, "-m", "pipeline", *case.argv(extra)],
-            capture_output=True, text=True, encoding="utf-8", timeout=120,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
             preexec_fn=how.get("preexec_fn"),
-        )  # fmt: skip
+        )
     finally:
         for folder in (case.data, case.out, tmp_path / "locked"):
             if folder.is_dir():
@@ -353,7 +722,8 @@ def test_unreadable_unwritable_or_full_folders_are_one_line_exit_2(
     assert result.returncode == 2, result.stderr[-2000:]
     assert error.startswith("dae-report: error: ") and message.format(tmp=tmp_path) in error, error
     assert all(line.startswith(("[1/5] data ", "      run folder ")) for line in said), said
-    # Exit 2 leaves no run folder and no latest (a full disk went with its namespace, not its listing).
+    # Exit 2 leaves no run folder and no latest (a full disk went with its namespace, not
+    # its listing).
     listing = Path(f"{case.out}.listing")
     left = listing.read_text(encoding="utf-8").split() if listing.exists() else []
     left += [path.name for path in case.out.iterdir()] if case.out.is_dir() else []
@@ -364,7 +734,9 @@ def test_unreadable_unwritable_or_full_folders_are_one_line_exit_2(
 # each with the case or test here that makes it happen.
 README_CASES = {
     # | 2 | bad input: ... |
-    "config": "malformed TOML", "options": "conflicting options", "data files": "digest mismatch",
+    "config": "malformed TOML",
+    "options": "conflicting options",
+    "data files": "digest mismatch",
     "output folder": "--out not writable",
     # | 3 | failure during the run (...) |
     "a notebook cell": "test_exception_in_a_notebook_cell_exits_3_and_names_it",
@@ -372,13 +744,17 @@ README_CASES = {
     "rendering": "test_weasyprint_failing_exits_3_and_keeps_latest",
     "interruption": "test_interrupted_training_resumes_from_its_last_finished_epoch",
     # Input that is not a regular file (...)
-    "a FIFO": "FIFO as a data file", "a device": "data file is /dev/null", "a socket": "--config is a socket",
+    "a FIFO": "FIFO as a data file",
+    "a device": "data file is /dev/null",
+    "a socket": "--config is a socket",
     "a folder": "data file is a folder",
     # a file larger than it can be (...)
-    "a data file past its published size": "3 GB sparse file as a data file", "a gzip bomb": "gzip bomb: 2 GB from 2 MB",
-    "a `--compare-to` over 16 MiB": "--compare-to: 17 MB", "a config over 1 MiB": "config over 1 MiB",
+    "a data file past its published size": "3 GB sparse file as a data file",
+    "a gzip bomb": "gzip bomb: 2 GB from 2 MB",
+    "a `--compare-to` over 16 MiB": "--compare-to: 17 MB",
+    "a config over 1 MiB": "config over 1 MiB",
     "a logo over 10 MiB": "logo over 10 MiB",
-}  # fmt: skip
+}
 
 
 def test_every_fault_the_readme_lists_has_a_case_and_case_names_are_unique():
@@ -386,8 +762,12 @@ def test_every_fault_the_readme_lists_has_a_case_and_case_names_are_unique():
     section = readme.split("### Exit codes")[1].split("\n## ")[0]
     section = " ".join(section.split())  # its lines joined
     listed = []
-    for pattern in (r"\| 2 \| bad input: ([^|]+?) \|", r"failure during the run \(([^)]+)\)",
-                    r"not a regular file \(([^)]+)\)", r"larger than it can be \(([^)]+)\)"):  # fmt: skip
+    for pattern in (
+        r"\| 2 \| bad input: ([^|]+?) \|",
+        r"failure during the run \(([^)]+)\)",
+        r"not a regular file \(([^)]+)\)",
+        r"larger than it can be \(([^)]+)\)",
+    ):
         (items,) = re.findall(pattern, section)
         listed += [item.strip() for item in items.split(",")]
     assert sorted(listed) == sorted(README_CASES)  # a fault the README adds needs its case here
@@ -402,11 +782,26 @@ def test_every_fault_the_readme_lists_has_a_case_and_case_names_are_unique():
 
 def _build(out: Path, *options: str, env=None) -> subprocess.Popen:
     """`dae-report build OPTIONS` on the subset (TINY without options), its stderr piped."""
-    command = [sys.executable, "-m", "pipeline", "build", *(options or TINY),
-               "--data-dir", str(SUBSET_DIR), "--out", str(out)]  # fmt: skip
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                            env=env or os.environ.copy(), start_new_session=True,
-                            preexec_fn=interruptible)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "build",
+        *(options or TINY),
+        "--data-dir",
+        str(SUBSET_DIR),
+        "--out",
+        str(out),
+    ]
+    return subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env=env or os.environ.copy(),
+        start_new_session=True,
+        preexec_fn=interruptible,
+    )
 
 
 def _runs(out: Path) -> set[Path]:
@@ -455,17 +850,24 @@ def _shim(tmp_path: Path, module: str, patch: str) -> dict:
 
 def _inject(tmp_path: Path) -> dict:
     """Make the kernel fail inside a notebook cell: the harness's analysis, after training."""
-    return _shim(tmp_path, "pipeline.evaluate", """
+    return _shim(
+        tmp_path,
+        "pipeline.evaluate",
+        """
         def broken(*args, **kwargs):
             raise RuntimeError("injected fault")
         module.noise_effect = broken
-    """)  # fmt: skip
+    """,
+    )
 
 
 def _stall_pdf(tmp_path: Path, flag: Path) -> dict:
     """Hold WeasyPrint's layout until the test interrupts it: a PDF takes seconds, too short to
     hit reliably with a signal. The flag file says the PDF stage is running."""
-    return _shim(tmp_path, "weasyprint", f"""
+    return _shim(
+        tmp_path,
+        "weasyprint",
+        f"""
         import time
         render = module.HTML.render
         def stalled(self, *args, **kwargs):
@@ -473,22 +875,30 @@ def _stall_pdf(tmp_path: Path, flag: Path) -> dict:
             time.sleep(120)
             return render(self, *args, **kwargs)
         module.HTML.render = stalled
-    """)  # fmt: skip
+    """,
+    )
 
 
 def _breaks_weasyprint(tmp_path: Path) -> dict:
-    return _shim(tmp_path, "weasyprint", """
+    return _shim(
+        tmp_path,
+        "weasyprint",
+        """
         def broken(self, *args, **kwargs):
             raise RuntimeError("injected WeasyPrint fault")
         module.HTML.render = broken
-    """)  # fmt: skip
+    """,
+    )
 
 
 def _hold_after_the_first_epoch(tmp_path: Path, flag: Path) -> dict:
     """Hold the kernel as its second epoch begins, the first one's checkpoint written
     (BackupAndRestore saves at each epoch's end): so the test stops the build between epochs
     whatever the machine's speed. The flag holds the kernel's pid."""
-    return _shim(tmp_path, "pipeline.train", f"""
+    return _shim(
+        tmp_path,
+        "pipeline.train",
+        f"""
         import os, time
         begin = module.EpochProgress.on_epoch_begin
         def held(self, epoch, logs=None):
@@ -499,7 +909,8 @@ def _hold_after_the_first_epoch(tmp_path: Path, flag: Path) -> dict:
                 time.sleep(600)
             begin(self, epoch, logs)
         module.EpochProgress.on_epoch_begin = held
-    """)  # fmt: skip
+    """,
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -518,7 +929,9 @@ def test_nan_loss_fails_the_run_with_exit_3(tmp_path):
     )
     _, error = process.communicate(timeout=600)
     assert process.returncode == 3, error[-3000:]
-    assert error.splitlines()[-1].startswith("dae-report: error: training diverged: the loss became")
+    assert error.splitlines()[-1].startswith(
+        "dae-report: error: training diverged: the loss became"
+    )
     (run,) = _runs(out)
     assert "stage: notebook" in (run / "failure.log").read_text(encoding="utf-8")
     assert (run / "failure.html").is_file()
@@ -541,16 +954,23 @@ def test_bad_input_found_once_the_run_started_is_a_run_failure(tmp_path):
     """Exit 2 promises no run folder: data the kernel refuses after the checks (here a DataError
     raised in the analysis) fails the run that now exists, exit 3, naming the stage."""
     out = tmp_path / "reports"
-    env = _shim(tmp_path, "pipeline.evaluate", """
+    env = _shim(
+        tmp_path,
+        "pipeline.evaluate",
+        """
         from pipeline.errors import DataError
         def refused(*args, **kwargs):
             raise DataError("the kernel refused the data")
         module.noise_effect = refused
-    """)  # fmt: skip
+    """,
+    )
     process = _build(out, env=env)
     _, error = process.communicate(timeout=600)
     assert process.returncode == 3, error[-3000:]
-    assert error.splitlines()[-1] == "dae-report: error: the notebook stage failed: the kernel refused the data"
+    assert (
+        error.splitlines()[-1]
+        == "dae-report: error: the notebook stage failed: the kernel refused the data"
+    )
     (run,) = _runs(out)
     assert (run / "failure.log").read_text(encoding="utf-8").startswith("stage: notebook\n")
     assert not (out / "latest").exists()
@@ -620,7 +1040,10 @@ def test_weasyprint_failing_exits_3_and_keeps_latest(quick_reports_copy, tmp_pat
     _, error = process.communicate(timeout=600)
     assert process.returncode == 3, error[-3000:]
     line = error.splitlines()[-1]
-    assert line == "dae-report: error: the pdf stage failed: RuntimeError: injected WeasyPrint fault (--debug shows the traceback)", error
+    assert (
+        line == "dae-report: error: the pdf stage failed: "
+        "RuntimeError: injected WeasyPrint fault (--debug shows the traceback)"
+    ), error
     assert "Traceback" not in error
     (run,) = _runs(out) - {latest}
     assert (run / "failure.log").read_text(encoding="utf-8").startswith("stage: pdf\n")

@@ -19,7 +19,13 @@ def test_psnr(mse, expected):
 
 def test_summarise():
     stats = evaluate.summarise(np.array([1.0, 2.0, 3.0, 10.0]))
-    assert stats == {"min": 1.0, "max": 10.0, "mean": 4.0, "median": 2.5, "std": pytest.approx(3.5355, abs=1e-4)}
+    assert stats == {
+        "min": 1.0,
+        "max": 10.0,
+        "mean": 4.0,
+        "median": 2.5,
+        "std": pytest.approx(3.5355, abs=1e-4),
+    }
 
 
 def test_class_counts_cover_every_class():
@@ -49,7 +55,10 @@ def test_noise_effect_on_black_and_grey_pixels():
     assert effect["clipped_high"] == pytest.approx(1 / clean.size)
     assert effect["clipped_low"] == pytest.approx(0.0)
     assert effect["added_mean"] > 0
-    signal, added = np.sum(clean.astype(np.float64) ** 2), np.sum((noisy - clean).astype(np.float64) ** 2)
+    signal, added = (
+        np.sum(clean.astype(np.float64) ** 2),
+        np.sum((noisy - clean).astype(np.float64) ** 2),
+    )
     assert effect["snr_db"] == pytest.approx(10 * np.log10(signal / added))
 
 
@@ -89,7 +98,9 @@ def test_gradient_energy_drops_when_blurred():
 def test_per_class_rows_and_sharpness_ratio():
     labels = np.array([0, 0, 7])
     mse = np.array([0.01, 0.03, 0.02])
-    rows = evaluate.per_class(labels, mse, np.array([0.9, 0.7, 0.8]), np.array([2.0, 2.0, 1.0]), np.array([1.0, 1.0, 1.0]))
+    rows = evaluate.per_class(
+        labels, mse, np.array([0.9, 0.7, 0.8]), np.array([2.0, 2.0, 1.0]), np.array([1.0, 1.0, 1.0])
+    )
     assert [row["name"] for row in rows] == ["T-shirt/top", "Sneaker"]
     assert rows[0]["mse"] == pytest.approx(0.02) and rows[0]["ssim"] == pytest.approx(0.8)
     assert rows[0]["sharpness"] == pytest.approx(0.5) and rows[1]["sharpness"] == pytest.approx(1.0)

@@ -10,11 +10,33 @@ TEXT = {"x": "x", "y": "y", "train": "train", "val": "val"}
 @pytest.mark.parametrize(
     "draw, name",
     [
-        (lambda d: figures.image_grid([RNG.integers(0, 256, (9, 28, 28), dtype=np.uint8)], list("abcdefghi"), d, "grid", columns=3), "grid"),
-        (lambda d: figures.image_grid([RNG.random((4, 28, 28, 1))] * 2, ["clean", "noisy"], d, "rows"), "rows"),
+        (
+            lambda d: figures.image_grid(
+                [RNG.integers(0, 256, (9, 28, 28), dtype=np.uint8)],
+                list("abcdefghi"),
+                d,
+                "grid",
+                columns=3,
+            ),
+            "grid",
+        ),
+        (
+            lambda d: figures.image_grid(
+                [RNG.random((4, 28, 28, 1))] * 2, ["clean", "noisy"], d, "rows"
+            ),
+            "rows",
+        ),
         (lambda d: figures.bar_chart(["a", "b"], [1200, 3400], d, "bars", TEXT), "bars"),
-        (lambda d: figures.histograms([RNG.random(1000), RNG.random(1000)], d, "hist", TEXT, labels=["a", "b"]), "hist"),
-        (lambda d: figures.loss_curves({"loss": [0.4, 0.3], "val_loss": [0.35, 0.31]}, d, TEXT), "loss_curves"),
+        (
+            lambda d: figures.histograms(
+                [RNG.random(1000), RNG.random(1000)], d, "hist", TEXT, labels=["a", "b"]
+            ),
+            "hist",
+        ),
+        (
+            lambda d: figures.loss_curves({"loss": [0.4, 0.3], "val_loss": [0.35, 0.31]}, d, TEXT),
+            "loss_curves",
+        ),
     ],
 )
 def test_each_figure_is_saved_as_png_and_svg(tmp_path, draw, name):
@@ -27,7 +49,10 @@ def test_each_figure_is_saved_as_png_and_svg(tmp_path, draw, name):
 
 def test_figures_hold_no_timestamp(tmp_path):
     """Unchanged results must give byte-identical figures (for caching and diffs)."""
-    draw = lambda: figures.loss_curves({"loss": [0.4, 0.3], "val_loss": [0.35, 0.31]}, tmp_path, TEXT)  # noqa: E731
+
+    def draw():
+        return figures.loss_curves({"loss": [0.4, 0.3], "val_loss": [0.35, 0.31]}, tmp_path, TEXT)
+
     draw()
     first = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     draw()

@@ -9,7 +9,11 @@ from pipeline.errors import ConfigError
 
 def metrics(mse=0.0118, psnr=19.3, ssim=0.80, val_loss=0.278, median=0.0106):
     return {
-        "evaluation": {"mse": {"mean": mse, "median": median}, "psnr_of_mean_mse": psnr, "ssim": {"mean": ssim}},
+        "evaluation": {
+            "mse": {"mean": mse, "median": median},
+            "psnr_of_mean_mse": psnr,
+            "ssim": {"mean": ssim},
+        },
         "training": {"val_loss": [0.3, val_loss]},
     }
 
@@ -41,10 +45,22 @@ def test_thresholds_come_from_config():
     assert gate.compare(metrics(psnr=18.9), metrics(), loose, "x")["regressions"] == []
 
 
-def _run(folder, name, status="finished", profile="quick", regressions=(), finished="2026-01-01T00:00:00"):
+def _run(
+    folder, name, status="finished", profile="quick", regressions=(), finished="2026-01-01T00:00:00"
+):
     run = folder / name
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"status": status, "profile": profile, "regressions": list(regressions), "finished": finished}), encoding="utf-8")
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "status": status,
+                "profile": profile,
+                "regressions": list(regressions),
+                "finished": finished,
+            }
+        ),
+        encoding="utf-8",
+    )
     (run / "metrics.json").write_text(json.dumps(metrics()), encoding="utf-8")
     return run
 
@@ -99,24 +115,40 @@ def test_default_baseline_is_a_finished_build_never_a_compare_or_a_broken_run(tm
     record = {**json_of(build), "command": "build"}
     (build / "run.json").write_text(json.dumps(record), encoding="utf-8")
     comparison = _run(tmp_path, "20260102-000000-compare", finished="2026-01-02T00:00:00")
-    (comparison / "run.json").write_text(json.dumps({**json_of(comparison), "command": "compare"}), encoding="utf-8")
-    (comparison / "metrics.json").write_text(json.dumps({"models": [{"name": "lab"}]}), encoding="utf-8")
+    (comparison / "run.json").write_text(
+        json.dumps({**json_of(comparison), "command": "compare"}), encoding="utf-8"
+    )
+    (comparison / "metrics.json").write_text(
+        json.dumps({"models": [{"name": "lab"}]}), encoding="utf-8"
+    )
     # A comparison written before run.json named its command: its metrics give it away.
     old_comparison = _run(tmp_path, "20260103-000000-compare", finished="2026-01-03T00:00:00")
     (old_comparison / "metrics.json").write_text(json.dumps({"models": []}), encoding="utf-8")
     _run(tmp_path, "20260104-000000-quick", status="failed", finished="2026-01-04T00:00:00")
-    for name, run_json in [("a", "{not json"), ("b", "[]"), ("c", '{"status": "finished", "profile": "quick", "finished": 5}'),
-                           ("d", '"finished"')]:  # fmt: skip
+    for name, run_json in [
+        ("a", "{not json"),
+        ("b", "[]"),
+        ("c", '{"status": "finished", "profile": "quick", "finished": 5}'),
+        ("d", '"finished"'),
+    ]:
         _run(tmp_path, f"20260105-00000{name}-quick", finished="2026-01-05T00:00:00")
-        (tmp_path / f"20260105-00000{name}-quick" / "run.json").write_text(run_json, encoding="utf-8")
+        (tmp_path / f"20260105-00000{name}-quick" / "run.json").write_text(
+            run_json, encoding="utf-8"
+        )
     bad_metrics = _run(tmp_path, "20260106-000000-quick", finished="2026-01-06T00:00:00")
     (bad_metrics / "metrics.json").write_text('{"evaluation": ', encoding="utf-8")
     (tmp_path / "20260107-000000-quick").mkdir()  # still running, no run.json yet
     (tmp_path / "20260107-000000-quick" / "run.json").mkdir()  # not even a file
     assert gate.find_baseline(tmp_path, "quick", exclude=tmp_path / "current") == build
-    assert gate.default_baseline(tmp_path, "quick", exclude=tmp_path / "current") == (metrics(), build.name)
+    assert gate.default_baseline(tmp_path, "quick", exclude=tmp_path / "current") == (
+        metrics(),
+        build.name,
+    )
     # A build's run.json before `command` existed still counts, if its metrics are a build's.
-    (build / "run.json").write_text(json.dumps({key: value for key, value in record.items() if key != "command"}), encoding="utf-8")
+    (build / "run.json").write_text(
+        json.dumps({key: value for key, value in record.items() if key != "command"}),
+        encoding="utf-8",
+    )
     assert gate.find_baseline(tmp_path, "quick", exclude=tmp_path / "current") == build
     (build / "metrics.json").write_text(json.dumps({"models": []}), encoding="utf-8")
     assert gate.find_baseline(tmp_path, "quick", exclude=tmp_path / "current") is None

@@ -118,8 +118,15 @@ def test_charsets_are_merged_into_ranges():
     coverage = glyphs._parse_charsets("20-7e a0\n41-5a 7f 100-17f\n\n")
     assert (coverage.starts, coverage.ends) == ((0x20, 0xA0, 0x100), (0x7F, 0xA0, 0x17F))
     assert [coverage.has(code) for code in (0x1F, 0x20, 0x7F, 0x80, 0xA0, 0xA1, 0x17F, 0x180)] == [
-        False, True, True, False, True, False, True, False,
-    ]  # fmt: skip
+        False,
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
 
 
 @needs_them_missing
@@ -182,11 +189,23 @@ def test_handout_with_cjk_course_embeds_noto_cjk_and_warns_nothing(tmp_path):
 def test_handout_names_characters_no_font_has_in_one_warning_line(tmp_path):
     """The CLI as users type it: exit 0, one line naming each character with its U+ code."""
     result = subprocess.run(
-        [str(DAE_REPORT), "handout", "--lang", "en", "--out", str(tmp_path / "handout"),
-         "--set", f"report.title=Lab {NO_FONT_EMOJI}",
-         "--set", f"report.course=IA {NO_FONT} {NO_FONT_EMOJI}"],
-        capture_output=True, text=True, encoding="utf-8", timeout=300,
-    )  # fmt: skip
+        [
+            str(DAE_REPORT),
+            "handout",
+            "--lang",
+            "en",
+            "--out",
+            str(tmp_path / "handout"),
+            "--set",
+            f"report.title=Lab {NO_FONT_EMOJI}",
+            "--set",
+            f"report.course=IA {NO_FONT} {NO_FONT_EMOJI}",
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert warnings == [
@@ -208,7 +227,9 @@ def test_build_warns_before_the_first_stage_and_records_it(tmp_path, monkeypatch
     monkeypatch.setattr(notebook, "execute", stop)
     config = load_config("quick", overrides=[f"report.institution=Universidad {NO_FONT}"])
     progress = io.StringIO()
-    with pytest.raises(RunError, match="the notebook stage failed: RuntimeError: notebook stopped by the test"):
+    with pytest.raises(
+        RunError, match="the notebook stage failed: RuntimeError: notebook stopped by the test"
+    ):
         build.build(config=config, out_dir=tmp_path, data_dir=SUBSET_DIR, stream=progress)
 
     lines = progress.getvalue().splitlines()

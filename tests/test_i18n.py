@@ -99,7 +99,9 @@ def test_handout_page_is_in_its_language(lang):
     from datetime import datetime
 
     config = sample_values(lang)["config"]
-    html = report.render_handout(notebook.handout(Config.from_dict(config)), config, datetime(2026, 11, 25))
+    html = report.render_handout(
+        notebook.handout(Config.from_dict(config)), config, datetime(2026, 11, 25)
+    )
     visible = text_of(_without_code(html))
     assert _leftovers(visible, lang) == []
 

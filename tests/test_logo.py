@@ -12,7 +12,10 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError
 
 PIXEL = Path(__file__).parent / "data" / "pixel.png"
-SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="5" height="5"/></svg>'
+SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    '<rect width="5" height="5"/></svg>'
+)
 LONG_PROLOGUE = f'<?xml version="1.0" encoding="UTF-8"?>\n<!-- {"Escudo. " * 75}-->\n{SVG}'
 
 

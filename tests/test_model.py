@@ -9,9 +9,17 @@ def test_lab_architecture():
     assert autoencoder.count_params() == 74_497
     assert model.latent_shape(autoencoder) == (7, 7, 64)
     assert [layer.name for layer in autoencoder.layers] == [
-        "denoise_input", "enc_conv1", "enc_pool1", "enc_conv2", "enc_pool2",
-        "dec_conv1", "dec_up1", "dec_conv2", "dec_up2", "dec_output",
-    ]  # fmt: skip
+        "denoise_input",
+        "enc_conv1",
+        "enc_pool1",
+        "enc_conv2",
+        "enc_pool2",
+        "dec_conv1",
+        "dec_up1",
+        "dec_conv2",
+        "dec_up2",
+        "dec_output",
+    ]
 
 
 def test_output_is_an_image_in_the_unit_interval():
@@ -27,14 +35,20 @@ def test_describe_is_plain_data():
     assert summary["latent_shape"] == [7, 7, 64]
     assert sum(layer["parameters"] for layer in summary["layers"]) == 74_497
     assert summary["layers"][-1] == {
-        "name": "dec_output", "type": "Conv2D", "output_shape": [28, 28, 1], "parameters": 289,
-    }  # fmt: skip
+        "name": "dec_output",
+        "type": "Conv2D",
+        "output_shape": [28, 28, 1],
+        "parameters": 289,
+    }
 
 
 import pytest  # noqa: E402
 
 
-@pytest.mark.parametrize("name, width, parameters", [("lab", 32, 74_497), ("residual", 32, 56_673), ("unet", 16, 118_945)])
+@pytest.mark.parametrize(
+    "name, width, parameters",
+    [("lab", 32, 74_497), ("residual", 32, 56_673), ("unet", 16, 118_945)],
+)
 def test_every_offered_model_maps_images_to_images(name, width, parameters):
     built = model.build(name, width)
     assert built.count_params() == parameters

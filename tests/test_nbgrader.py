@@ -72,20 +72,29 @@ def nbgrader(course: Path, *arguments: str, keras: Path) -> subprocess.Completed
     in; TensorFlow's log level is left as an instructor's shell leaves it: unset."""
     scratch = course.parent / "jupyter"
     environment = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if key not in {"TF_CPP_MIN_LOG_LEVEL", "DAE_DATA_DIR", "MPLBACKEND", "PYTHONWARNINGS"}
-    }  # fmt: skip
+    }
     environment.update(
-        JUPYTER_CONFIG_DIR=str(scratch / "config"), JUPYTER_DATA_DIR=str(scratch / "data"),
-        JUPYTER_RUNTIME_DIR=str(scratch / "runtime"), KERAS_HOME=str(keras),
+        JUPYTER_CONFIG_DIR=str(scratch / "config"),
+        JUPYTER_DATA_DIR=str(scratch / "data"),
+        JUPYTER_RUNTIME_DIR=str(scratch / "runtime"),
+        KERAS_HOME=str(keras),
         # nbgrader runs the `alembic` command of its environment: an instructor's activated venv
         # has it on PATH; `make test` calls .venv/bin/python without activating anything.
         PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    )  # fmt: skip
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *arguments], cwd=course, env=environment, check=False,
-        capture_output=True, text=True, encoding="utf-8", timeout=1800,
-    )  # fmt: skip
+        [sys.executable, "-m", "nbgrader", *arguments],
+        cwd=course,
+        env=environment,
+        check=False,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=1800,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "[ERROR]" not in result.stderr, result.stderr[-5000:]
     return result

@@ -40,7 +40,9 @@ from pipeline import noise as noise_module  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 
-@pytest.mark.parametrize("kind, value", [("poisson", 10.0), ("speckle", 0.5), ("salt_pepper", 0.1), ("blur", 1.0)])
+@pytest.mark.parametrize(
+    "kind, value", [("poisson", 10.0), ("speckle", 0.5), ("salt_pepper", 0.1), ("blur", 1.0)]
+)
 def test_other_degradations_stay_in_range_and_change_the_images(kind, value):
     images = np.random.default_rng(0).random((20, 28, 28, 1), dtype=np.float32)
     degraded = noise_module.degrade(images, kind, value, np.random.default_rng(1))
@@ -77,4 +79,6 @@ def test_corrupt_follows_the_config():
         noise_module.add_gaussian_noise(images, 0.0, 0.4, np.random.default_rng(5)),
     )
     pepper = load_config(overrides=["noise.type=salt_pepper", "noise.amount=0.2"]).noise
-    assert (noise_module.corrupt(images, pepper, np.random.default_rng(6)) != 0.5).mean() == pytest.approx(0.2, abs=0.02)
+    assert (
+        noise_module.corrupt(images, pepper, np.random.default_rng(6)) != 0.5
+    ).mean() == pytest.approx(0.2, abs=0.02)

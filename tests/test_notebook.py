@@ -7,7 +7,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from pipeline import artifacts, data, notebook, noise
+from pipeline import artifacts, data, noise, notebook
 from pipeline import model as lab_model
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, DataError, RunError
@@ -17,16 +17,27 @@ from tests.conftest import SUBSET_DIR
 def test_lab_notebook_is_valid_and_runs_in_this_environment():
     lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
     nbformat.validate(lab)
-    assert lab.metadata.kernelspec == {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = [cell for cell in lab.cells if notebook.PARAMETERS in cell.metadata.get("tags", [])]
+    assert lab.metadata.kernelspec == {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    parameters = [
+        cell for cell in lab.cells if notebook.PARAMETERS in cell.metadata.get("tags", [])
+    ]
     assert len(parameters) == 1
     assert all(not cell.get("outputs") for cell in lab.cells if cell.cell_type == "code")
 
 
 def test_every_lab_section_is_in_the_notebook():
     lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
-    titles = [line[3:] for cell in lab.cells if cell.cell_type == "markdown"
-              for line in cell.source.splitlines() if line.startswith("## ")]  # fmt: skip
+    titles = [
+        line[3:]
+        for cell in lab.cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if line.startswith("## ")
+    ]
     for number in range(10):
         assert any(title.startswith(f"Sección {number} ") for title in titles), number
 
@@ -58,16 +69,32 @@ def test_an_error_ipython_could_not_format_still_reaches_the_user(tmp_path):
     executed = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("display(HTML(report.answer(...)))")
     cell.outputs = [
-        nbformat.v4.new_output("stream", name="stderr", text="['Unexpected exception formatting exception. Falling back to standard exception\\n']"),
-        nbformat.v4.new_output("stream", name="stderr", text="['Traceback (most recent call last):\\n', '  File \"x.py\", line 1\\n', \"jinja2.exceptions.UndefinedError: list object has no element 1\\n\"]"),
-    ]  # fmt: skip
+        nbformat.v4.new_output(
+            "stream",
+            name="stderr",
+            text=(
+                "['Unexpected exception formatting exception. "
+                "Falling back to standard exception\\n']"
+            ),
+        ),
+        nbformat.v4.new_output(
+            "stream",
+            name="stderr",
+            text=(
+                "['Traceback (most recent call last):\\n', '  File \"x.py\", line 1\\n', "
+                '"jinja2.exceptions.UndefinedError: list object has no element 1\\n"]'
+            ),
+        ),
+    ]
     executed.cells = [nbformat.v4.new_markdown_cell("# Lab"), cell]
     path = tmp_path / "answer-key.ipynb"
     nbformat.write(executed, path)
     error = notebook._translate(_Failure("CellExecutionError", "", cell_index=1), path)
     assert str(error) == "notebook cell 7 failed with UndefinedError: list object has no element 1"
     # with nothing to read back, the user still gets what papermill said
-    unreadable = notebook._translate(_Failure("CellExecutionError", "", cell_index=1), tmp_path / "no.ipynb")
+    unreadable = notebook._translate(
+        _Failure("CellExecutionError", "", cell_index=1), tmp_path / "no.ipynb"
+    )
     assert str(unreadable) == "notebook cell 7 failed with CellExecutionError: "
 
 
@@ -76,11 +103,13 @@ VARIANTS = [
     [f"noise.type={kind}", f"model.name={name}", f"training.schedule={schedule}"]
     + (["noise.std_range=[0.1,0.7]"] if ranged else [])
     for kind, name, schedule, ranged in itertools.product(
-        ("gaussian", "speckle", "poisson", "salt_pepper"), ("lab", "residual", "unet"),
-        ("constant", "cosine"), (False, True),
+        ("gaussian", "speckle", "poisson", "salt_pepper"),
+        ("lab", "residual", "unet"),
+        ("constant", "cosine"),
+        (False, True),
     )
     if not (ranged and kind != "gaussian")
-]  # fmt: skip
+]
 STANDARD_LIBRARY = set(sys.stdlib_module_names)
 ALLOWED_IMPORTS = {"numpy", "matplotlib", "tensorflow", "keras"}
 
@@ -121,7 +150,12 @@ def test_every_setting_gets_one_plain_lab(overrides):
             assert "pipeline" not in cell.source and "metrics[" not in cell.source
             assert "_(" not in cell.source  # translated into plain string literals
     constants = {}
-    exec(source.cells[[c.metadata.get("tags") for c in source.cells].index([notebook.PARAMETERS])].source, constants)
+    exec(
+        source.cells[
+            [c.metadata.get("tags") for c in source.cells].index([notebook.PARAMETERS])
+        ].source,
+        constants,
+    )
     assert constants["SEED"] == config.seed and constants["EPOCHS"] == config.training.epochs
     assert constants["TRAIN_LIMIT"] == config.data.train_limit
     assert constants["LOSS"] == ("binary_crossentropy" if config.model.name == "lab" else "mse")
@@ -133,14 +167,22 @@ def test_the_lab_keeps_the_harness_apart():
     lab = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
     harness = [c for c in lab.cells if notebook.HARNESS in c.metadata.get("tags", [])]
     assert [c.source.strip().splitlines()[-1] for c in harness] == [
-        "harness.start(globals())", "harness.before_training(denoising_autoencoder)", "harness.finish(globals())",
-    ]  # fmt: skip
+        "harness.start(globals())",
+        "harness.before_training(denoising_autoencoder)",
+        "harness.finish(globals())",
+    ]
     for cell in lab.cells:
         if cell.cell_type == "code" and cell not in harness:
-            assert "pipeline" not in cell.source and "metrics[" not in cell.source and "cfg" not in cell.source
+            assert (
+                "pipeline" not in cell.source
+                and "metrics[" not in cell.source
+                and "cfg" not in cell.source
+            )
 
 
-@pytest.mark.parametrize("lang, placeholder", [("es", "# TU CÓDIGO AQUÍ"), ("en", "# YOUR CODE HERE")])
+@pytest.mark.parametrize(
+    "lang, placeholder", [("es", "# TU CÓDIGO AQUÍ"), ("en", "# YOUR CODE HERE")]
+)
 def test_handout_gaps_are_only_the_solution_regions(lang, placeholder):
     """The handout is the source with each solution region replaced by the placeholder at its
     indentation and the hidden tests removed: imports, loading, plots, signatures, docstrings
@@ -149,12 +191,15 @@ def test_handout_gaps_are_only_the_solution_regions(lang, placeholder):
     source, student = notebook.source(config), notebook.handout(config)
     assert [c.id for c in student.cells] == [c.id for c in source.cells]
     regions = 0
-    for original, handed_out in zip(source.cells, student.cells):
+    for original, handed_out in zip(source.cells, student.cells, strict=True):
         if original.cell_type == "markdown":
             assert handed_out.source == original.source
             continue
         assert handed_out.outputs == [] and handed_out.execution_count is None
-        assert notebook.BEGIN_SOLUTION not in handed_out.source and notebook.BEGIN_HIDDEN not in handed_out.source
+        assert (
+            notebook.BEGIN_SOLUTION not in handed_out.source
+            and notebook.BEGIN_HIDDEN not in handed_out.source
+        )
         kept = [line for line in original.source.split("\n")]
         expected, inside = [], None
         for line in kept:
@@ -175,32 +220,54 @@ def test_handout_gaps_are_only_the_solution_regions(lang, placeholder):
     assert regions == 7  # normalise, the noise function, split, model, training, predict, mse
     by_id = {c.id: c for c in student.cells}
     assert "load_data()" in by_id["x-train-y-train-x-test-y-test-ke"].source
-    assert 'def add_gaussian_noise(images, mean, std, rng):' in by_id["noise"].source
+    assert "def add_gaussian_noise(images, mean, std, rng):" in by_id["noise"].source
     assert "plt.hist(x_train_noisy" in "".join(c.source for c in student.cells)
 
 
 def test_answer_key_drops_the_harness_and_answers_after_each_question():
     config = _config()
     executed = notebook.lab(config)
-    key = notebook.answer_key(executed, lambda name: f"<div class=\"answer\"><p><strong>{name}.</strong> "
-                                                      f"<code>val_loss</code> 0,5</p></div>")  # fmt: skip
+    key = notebook.answer_key(
+        executed,
+        lambda name: (
+            f'<div class="answer"><p><strong>{name}.</strong> <code>val_loss</code> 0,5</p></div>'
+        ),
+    )
     assert not [c for c in key.cells if notebook.HARNESS in c.metadata.get("tags", [])]
-    answers = [(i, c) for i, c in enumerate(key.cells) if c.metadata.get(notebook.METADATA, {}).get("answer")]
+    answers = [
+        (i, c)
+        for i, c in enumerate(key.cells)
+        if c.metadata.get(notebook.METADATA, {}).get("answer")
+    ]
     assert [c.metadata[notebook.METADATA]["answer"] for _, c in answers] == [
-        "noise", "overfitting", "details", "residual", "blur", "anomalies",
-    ]  # fmt: skip
+        "noise",
+        "overfitting",
+        "details",
+        "residual",
+        "blur",
+        "anomalies",
+    ]
     for index, cell in answers:
         assert cell.cell_type == "markdown" and "<" not in cell.source  # markdown, not HTML
         assert cell.source == f"**{cell.metadata[notebook.METADATA]['answer']}.** `val_loss` 0,5"
-        question = next(c for c in reversed(key.cells[:index]) if not c.metadata.get(notebook.METADATA, {}).get("answer"))
-        assert cell.metadata[notebook.METADATA]["answer"] in question.metadata[notebook.METADATA]["answers"]
+        question = next(
+            c
+            for c in reversed(key.cells[:index])
+            if not c.metadata.get(notebook.METADATA, {}).get("answer")
+        )
+        assert (
+            cell.metadata[notebook.METADATA]["answer"]
+            in question.metadata[notebook.METADATA]["answers"]
+        )
 
 
 # --- One model, one noise, one split: the notebook's code and the package's agree ---------
 
 
 def _cell(notebook_node, grade_id: str) -> str:
-    (cell,) = [c for c in notebook_node.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    (cell,) = [
+        c for c in notebook_node.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    ]
     return cell.source
 
 
@@ -222,14 +289,26 @@ def subset():
 def test_normalisation_equals_the_package(subset):
     train, test = subset
     values = _run(_cell(notebook.lab(_config()), "normalise"), x_train=train, x_test=test)
-    for ours, theirs in ((values["x_train"], data.to_unit_float(train)), (values["x_test"], data.to_unit_float(test))):
+    for ours, theirs in (
+        (values["x_train"], data.to_unit_float(train)),
+        (values["x_test"], data.to_unit_float(test)),
+    ):
         assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
 
 
-@pytest.mark.parametrize("overrides", [
-    [], ["noise.std=0.7", "noise.mean=0.1"], ["noise.std_range=[0.1,0.7]"], ["noise.type=speckle"],
-    ["noise.type=poisson"], ["noise.type=salt_pepper", "noise.amount=0.2"], ["seed=7"],
-], ids=str)  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["noise.std=0.7", "noise.mean=0.1"],
+        ["noise.std_range=[0.1,0.7]"],
+        ["noise.type=speckle"],
+        ["noise.type=poisson"],
+        ["noise.type=salt_pepper", "noise.amount=0.2"],
+        ["seed=7"],
+    ],
+    ids=str,
+)
 def test_noise_and_split_equal_the_package_bit_for_bit(subset, overrides):
     """Same seed, same images: the notebook's noisy arrays and its validation split are the
     package's (pipeline.noise.corrupt, pipeline.data.split_validation), bit for bit."""
@@ -237,18 +316,31 @@ def test_noise_and_split_equal_the_package_bit_for_bit(subset, overrides):
     lab = notebook.lab(config)
     train, test = data.to_unit_float(subset[0]), data.to_unit_float(subset[1])
     constants = _run(lab.cells[2].source)
-    values = _run(_cell(lab, "noise"), x_train=train, x_test=test,
-                  rng=np.random.default_rng(constants["SEED"]), **_upper(constants))  # fmt: skip
+    values = _run(
+        _cell(lab, "noise"),
+        x_train=train,
+        x_test=test,
+        rng=np.random.default_rng(constants["SEED"]),
+        **_upper(constants),
+    )
     rng = np.random.default_rng(config.seed)
     expected_train = noise.corrupt(train, config.noise, rng, training=True)
     expected_test = noise.corrupt(test, config.noise, rng)
     assert values["x_train_noisy"].dtype == np.float32
     assert np.array_equal(values["x_train_noisy"], expected_train)
     assert np.array_equal(values["x_test_noisy"], expected_test)
-    split = _run(_cell(lab, "split"), x_train=train, x_train_noisy=expected_train, **_upper(constants))
-    (train_clean, train_noisy), (val_clean, val_noisy) = data.split_validation(train, expected_train, config.split.val_fraction)
-    for name, expected in (("x_train_clean", train_clean), ("x_train_noisy_sub", train_noisy),
-                           ("x_val_clean", val_clean), ("x_val_noisy", val_noisy)):  # fmt: skip
+    split = _run(
+        _cell(lab, "split"), x_train=train, x_train_noisy=expected_train, **_upper(constants)
+    )
+    (train_clean, train_noisy), (val_clean, val_noisy) = data.split_validation(
+        train, expected_train, config.split.val_fraction
+    )
+    for name, expected in (
+        ("x_train_clean", train_clean),
+        ("x_train_noisy_sub", train_noisy),
+        ("x_val_clean", val_clean),
+        ("x_val_noisy", val_noisy),
+    ):
         assert np.array_equal(split[name], expected), name
 
 
@@ -262,12 +354,16 @@ def test_the_notebook_model_is_the_package_model(name):
     config = _config(f"model.name={name}", "model.width=16")
     lab = notebook.lab(config)
     code = _cell(lab, "model").replace("denoising_autoencoder.summary()", "")
-    ours = _run(code, **_upper(_run(lab.cells[2].source)), print=lambda *args: None)["denoising_autoencoder"]
+    ours = _run(code, **_upper(_run(lab.cells[2].source)), print=lambda *args: None)[
+        "denoising_autoencoder"
+    ]
     theirs = lab_model.build(name, 16)
 
     def layers(model):
-        return [(type(layer).__name__, layer.name, tuple(layer.output.shape[1:]), layer.count_params())
-                for layer in model.layers]  # fmt: skip
+        return [
+            (type(layer).__name__, layer.name, tuple(layer.output.shape[1:]), layer.count_params())
+            for layer in model.layers
+        ]
 
     assert layers(ours) == layers(theirs)
     assert ours.count_params() == theirs.count_params()
@@ -310,7 +406,11 @@ def test_answer_key_reads_as_a_solved_lab(quick_build):
     assert all("pipeline" not in c.source and "metrics[" not in c.source for c in code)
     assert not [c for c in key.cells if notebook.HARNESS in c.metadata.get("tags", [])]
     assert all(_imports(c.source) <= ALLOWED_IMPORTS | STANDARD_LIBRARY for c in code)
-    solved = {c.metadata.nbgrader.grade_id: c for c in code if c.metadata.get("nbgrader", {}).get("solution")}
+    solved = {
+        c.metadata.nbgrader.grade_id: c
+        for c in code
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
     assert "rng.standard_normal" in solved["noise"].source and "np.clip" in solved["noise"].source
     assert "layers.Conv2D(32" in solved["model"].source and ".fit(" in solved["training"].source
     assert ".compile(" in solved["training"].source
@@ -334,9 +434,13 @@ def test_answer_key_runs_without_the_package(quick_build, tmp_path, monkeypatch)
     key.cells.append(nbformat.v4.new_code_cell(NO_PACKAGE_CHECK))
     _kernel_env(tmp_path, monkeypatch)
     executed = papermill.execute_notebook(
-        key, str(tmp_path / "key.ipynb"), parameters=TINY_CONSTANTS, cwd=str(tmp_path),
-        kernel_name="python3", progress_bar=False,
-    )  # fmt: skip
+        key,
+        str(tmp_path / "key.ipynb"),
+        parameters=TINY_CONSTANTS,
+        cwd=str(tmp_path),
+        kernel_name="python3",
+        progress_bar=False,
+    )
     assert "no package: dae-report is not installed here" in executed.cells[-1].outputs[0].text
     checks = [c for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert checks and all(c.execution_count for c in checks)  # every check ran, and passed
@@ -351,22 +455,38 @@ def test_handout_runs_up_to_the_first_gap_and_its_check_fails(tmp_path, monkeypa
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    config = _config("data.train_limit=600", "data.test_limit=200", "training.epochs=1", f"report.lang={lang}")
+    config = _config(
+        "data.train_limit=600", "data.test_limit=200", "training.epochs=1", f"report.lang={lang}"
+    )
     student = notebook.handout(config)
     placeholder = {"es": "# TU CÓDIGO AQUÍ", "en": "# YOUR CODE HERE"}[lang]
-    first_gap = next(i for i, c in enumerate(student.cells) if c.cell_type == "code" and placeholder in c.source)
+    first_gap = next(
+        i for i, c in enumerate(student.cells) if c.cell_type == "code" and placeholder in c.source
+    )
     assert any("load_data()" in c.source for c in student.cells[:first_gap])
     student.cells.insert(first_gap, nbformat.v4.new_code_cell(NO_PACKAGE_CHECK))
     _kernel_env(tmp_path, monkeypatch)
     with pytest.raises(PapermillExecutionError) as failure:
-        papermill.execute_notebook(student, str(tmp_path / "handout.ipynb"), cwd=str(tmp_path),
-                                   kernel_name="python3", progress_bar=False)  # fmt: skip
+        papermill.execute_notebook(
+            student,
+            str(tmp_path / "handout.ipynb"),
+            cwd=str(tmp_path),
+            kernel_name="python3",
+            progress_bar=False,
+        )
     executed = nbformat.read(tmp_path / "handout.ipynb", as_version=4)
     ran = [c for c in executed.cells if c.cell_type == "code" and c.execution_count]
-    (failed,) = [c for c in executed.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    (failed,) = [
+        c for c in executed.cells if any(o.output_type == "error" for o in c.get("outputs", []))
+    ]
     assert failed.metadata.nbgrader.grade_id == "check_normalise"
     assert failure.value.ename == "AssertionError"
-    message = {"es": "x_train y x_test deben ser float32", "en": "x_train and x_test must be float32"}[lang]
+    message = {
+        "es": "x_train y x_test deben ser float32",
+        "en": "x_train and x_test must be float32",
+    }[lang]
     assert message in failure.value.evalue
     assert ran[-1] is failed and placeholder in ran[-2].source  # the gap ran, then its check
-    assert len(ran) == len([c for c in executed.cells[: executed.cells.index(failed) + 1] if c.cell_type == "code"])
+    assert len(ran) == len(
+        [c for c in executed.cells[: executed.cells.index(failed) + 1] if c.cell_type == "code"]
+    )

@@ -33,9 +33,13 @@ NOT_SOURCE = {"tests", "reports", "benchmarks", "build", "dist", "__pycache__"}
 def run(command: list, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     result = subprocess.run(
-        [str(part) for part in command], cwd=cwd, env=environment, capture_output=True,
-        text=True, timeout=timeout,
-    )  # fmt: skip
+        [str(part) for part in command],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, (
         f"{' '.join(map(str, command))} exited with {result.returncode}\n"
         f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
@@ -48,7 +52,8 @@ def _ignore(folder: str, names: list[str]) -> set[str]:
     return {
         name
         for name in names
-        if name in NOT_SOURCE and (top or name == "__pycache__")
+        if name in NOT_SOURCE
+        and (top or name == "__pycache__")
         or (top and name.startswith("."))  # .git, .venv, .ci, .pytest_cache ...
         or name.endswith(".egg-info")
     }
@@ -59,7 +64,9 @@ def _build_isolation() -> list[str]:
     offline); otherwise in pip's isolated environment, as `make install` does."""
     from packaging.requirements import Requirement
 
-    requires = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]["requires"]
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["build-system"][
+        "requires"
+    ]
     for text in requires:
         requirement = Requirement(text)
         try:
@@ -80,10 +87,19 @@ def installed(tmp_path_factory) -> SimpleNamespace:
     shutil.copytree(REPO, source, ignore=_ignore)
     dist = root / "dist"
     run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", *_build_isolation(),
-         "--wheel-dir", dist, source],  # a path, never a bare name pip could look up
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            *_build_isolation(),
+            "--wheel-dir",
+            dist,
+            source,
+        ],  # a path, never a bare name pip could look up
         cwd=root,
-    )  # fmt: skip
+    )
     (wheel,) = dist.glob("dae_report-*.whl")
 
     fresh = root / "fresh"
@@ -173,14 +189,28 @@ def test_handout_and_build_run_from_the_wheel(installed):
     for name in ("handout.ipynb", "handout.pdf"):
         assert (handout / name).stat().st_size > 0, name
 
-    shrink = ["training.epochs=1", "data.train_limit=1000", "data.test_limit=300",
-              "evaluation.baselines=false", "evaluation.generalisation=false"]  # fmt: skip
+    shrink = [
+        "training.epochs=1",
+        "data.train_limit=1000",
+        "data.test_limit=300",
+        "evaluation.baselines=false",
+        "evaluation.generalisation=false",
+    ]
     run(
-        [dae_report, "build", "--profile", "quick", "--data-dir", SUBSET_DIR, "--out", "out",
-         *(item for setting in shrink for item in ("--set", setting))],
+        [
+            dae_report,
+            "build",
+            "--profile",
+            "quick",
+            "--data-dir",
+            SUBSET_DIR,
+            "--out",
+            "out",
+            *(item for setting in shrink for item in ("--set", setting)),
+        ],
         cwd=installed.cwd,
         timeout=600,
-    )  # fmt: skip
+    )
     latest = installed.cwd / "out" / "latest"
     for name in ("report.pdf", "report.html", "answer-key.ipynb"):
         assert (latest / name).stat().st_size > 0, name

@@ -75,7 +75,9 @@ def test_stderr_into_keeps_the_terminal_for_the_tools_lines(tmp_path):
         "stream.write('done\\n')\n"
     )
     log = tmp_path / "kernel.log"
-    result = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, encoding="utf-8", timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(log)], capture_output=True, encoding="utf-8", timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "[1/3] data  ours\ndone\n"
     assert log.read_text(encoding="utf-8") == "E0000 absl: not for the user\n"
@@ -88,9 +90,15 @@ def closed_pipe_run(arguments: list[str], closed: str, cwd) -> subprocess.Comple
     os.close(read)
     environment = {key: value for key, value in os.environ.items() if key != "DAE_DATA_DIR"}
     with open(cwd / "other-stream.txt", "w", encoding="utf-8") as other:
-        streams = {"stdout": other, "stderr": write} if closed == "stderr" else {"stdout": write, "stderr": subprocess.STDOUT}
+        streams = (
+            {"stdout": other, "stderr": write}
+            if closed == "stderr"
+            else {"stdout": write, "stderr": subprocess.STDOUT}
+        )
         try:
-            return subprocess.run([str(DAE_REPORT), *arguments], cwd=cwd, env=environment, timeout=600, **streams)
+            return subprocess.run(
+                [str(DAE_REPORT), *arguments], cwd=cwd, env=environment, timeout=600, **streams
+            )
         finally:
             os.close(write)
 
@@ -99,8 +107,12 @@ def closed_pipe_run(arguments: list[str], closed: str, cwd) -> subprocess.Comple
 @pytest.mark.parametrize("closed", ["stderr", "stdout and stderr"])
 def test_a_closed_pipe_neither_stops_the_build_nor_changes_its_exit_code(tmp_path, closed):
     reports = tmp_path / "reports"
-    result = closed_pipe_run(["build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(reports)], closed, tmp_path)
-    assert result.returncode == 0, (tmp_path / "other-stream.txt").read_text(encoding="utf-8")[-3000:]
+    result = closed_pipe_run(
+        ["build", *TINY, "--data-dir", str(SUBSET_DIR), "--out", str(reports)], closed, tmp_path
+    )
+    assert result.returncode == 0, (tmp_path / "other-stream.txt").read_text(encoding="utf-8")[
+        -3000:
+    ]
     (run,) = reports.glob("2*")
     assert json.loads((run / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
     assert (reports / "latest").resolve() == run.resolve()
@@ -113,9 +125,17 @@ def test_a_closed_pipe_neither_stops_the_build_nor_changes_its_exit_code(tmp_pat
 
 @pytest.mark.parametrize(
     "seconds, shown",
-    [(0, "0s"), (59.4, "59s"), (59.6, "1m00s"), (61, "1m01s"), (3599, "59m59s"), (3600, "1h00m"),
-     (3661, "1h01m"), (36000 + 7 * 60 + 30, "10h07m")],
-)  # fmt: skip
+    [
+        (0, "0s"),
+        (59.4, "59s"),
+        (59.6, "1m00s"),
+        (61, "1m01s"),
+        (3599, "59m59s"),
+        (3600, "1h00m"),
+        (3661, "1h01m"),
+        (36000 + 7 * 60 + 30, "10h07m"),
+    ],
+)
 def test_durations_are_short_and_rounded_to_the_second(seconds, shown):
     assert progress.format_duration(seconds) == shown
 
@@ -127,7 +147,10 @@ def test_report_prints_and_appends_to_the_build_log(tmp_path, monkeypatch, capsy
     progress.report("1/2  loss 0.5000")
     progress.report("training: 540 images", echo=False)
     assert capsys.readouterr().out == "1/2  loss 0.5000\n"
-    assert log.read_text(encoding="utf-8") == "warning: earlier line\n1/2  loss 0.5000\ntraining: 540 images\n"
+    assert (
+        log.read_text(encoding="utf-8")
+        == "warning: earlier line\n1/2  loss 0.5000\ntraining: 540 images\n"
+    )
     monkeypatch.delenv(progress.LOG_ENV)
     progress.report("outside a build")  # a student's Jupyter: printed only
     assert capsys.readouterr().out == "outside a build\n"
@@ -148,7 +171,9 @@ def test_epoch_lines_give_losses_the_epochs_time_and_the_time_left(tmp_path, mon
     callback = EpochProgress(epochs=10, history_path=tmp_path / "history.json")
     for epoch in range(10):
         callback.on_epoch_begin(epoch)
-        callback.on_epoch_end(epoch, {"loss": 0.5 / (epoch + 1), "val_loss": 0.25, "mse": 0.1, "val_mse": 0.1})
+        callback.on_epoch_end(
+            epoch, {"loss": 0.5 / (epoch + 1), "val_loss": 0.25, "mse": 0.1, "val_mse": 0.1}
+        )
     lines = capsys.readouterr().out.splitlines()
     assert lines == (tmp_path / "build.log").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 10
@@ -175,7 +200,9 @@ def test_log_follower_echoes_only_new_lines_as_they_come(tmp_path):
         assert shown.getvalue() == "      training: 540 images\n"  # while the stage still runs
         with log.open("a", encoding="utf-8") as file:
             file.write("1/1  loss 0.5\n")
-    assert shown.getvalue() == "      training: 540 images\n      1/1  loss 0.5\n"  # the rest, at the end
+    assert (
+        shown.getvalue() == "      training: 540 images\n      1/1  loss 0.5\n"
+    )  # the rest, at the end
 
 
 # --- A real build's terminal (README: each stage, each lab section, one line per epoch) ---
@@ -189,14 +216,22 @@ def lab_sections() -> list[str]:
     sections, current = [], None
     for cell in notebook.lab(load_config("quick")).cells:
         if cell.cell_type == "markdown":
-            headings = [line[3:].strip() for line in cell.source.splitlines() if line.startswith("## ")]
+            headings = [
+                line[3:].strip() for line in cell.source.splitlines() if line.startswith("## ")
+            ]
             current = headings[0] if headings else current
-        elif current and current not in sections and "parameters" not in cell.metadata.get("tags", []):
+        elif (
+            current
+            and current not in sections
+            and "parameters" not in cell.metadata.get("tags", [])
+        ):
             sections.append(current)
     return sections
 
 
-STAGE_LINE = re.compile(r"\[(?P<n>\d)/6\] (?P<name>\w+) +(?P<detail>.*?)  \((?P<seconds>\d+\.\d) s\)")
+STAGE_LINE = re.compile(
+    r"\[(?P<n>\d)/6\] (?P<name>\w+) +(?P<detail>.*?)  \((?P<seconds>\d+\.\d) s\)"
+)
 NOTEBOOK_STARTS = "[2/6] notebook the lab, executed by papermill → answer-key.ipynb"
 STAGES = ["data", "notebook", "compare", "html", "pdf", "handout"]  # with --handout
 
@@ -228,7 +263,9 @@ def test_a_builds_terminal_shows_each_lab_section_as_the_notebook_reaches_it(qui
 
 def test_a_builds_terminal_shows_one_line_per_epoch_with_losses_and_time_left(quick_build):
     history = artifacts.read_json(quick_build.run_dir / "metrics.json")["training"]
-    lines = [line.removeprefix("      ") for line in quick_build.stderr.splitlines()]  # LogFollower's indent
+    lines = [
+        line.removeprefix("      ") for line in quick_build.stderr.splitlines()
+    ]  # LogFollower's indent
     epochs = [match for line in lines if (match := EPOCH_LINE.fullmatch(line))]
     assert [(int(m["done"]), int(m["epochs"])) for m in epochs] == [(1, 2), (2, 2)]
     for index, match in enumerate(epochs):

@@ -26,8 +26,12 @@ def _edit_metrics(run, change):
 def test_content_digest_ignores_times_and_run_identity(tmp_path):
     run = _run_folder(tmp_path)
     before = provenance.content_digest(run)
-    _edit_metrics(run, lambda m: m["training"].update(seconds=999.0, epoch_seconds=[1.0, 2.0],
-                                                      cache={"reused_from": "other-run"}))  # fmt: skip
+    _edit_metrics(
+        run,
+        lambda m: m["training"].update(
+            seconds=999.0, epoch_seconds=[1.0, 2.0], cache={"reused_from": "other-run"}
+        ),
+    )
     assert provenance.content_digest(run) == before
 
 

@@ -12,31 +12,55 @@ from pipeline import artifacts, report
 from tests.conftest import RUN_SAMPLE_DIR
 
 FIGURE_NAMES = [
-    "samples", "class_distribution", "pixel_histogram", "normalised_samples", "clean_vs_noisy",
-    "noise_histogram", "loss_curves", "denoising_grid", "extremes", "residual_maps",
-    "mse_histogram", "anomalies", "baselines", "generalisation",
-]  # fmt: skip
+    "samples",
+    "class_distribution",
+    "pixel_histogram",
+    "normalised_samples",
+    "clean_vs_noisy",
+    "noise_histogram",
+    "loss_curves",
+    "denoising_grid",
+    "extremes",
+    "residual_maps",
+    "mse_histogram",
+    "anomalies",
+    "baselines",
+    "generalisation",
+]
 
 SECTION_TITLES = {
     "es": [
-        "Objetivos", "0. Entorno y configuración", "1. Carga y exploración de Fashion-MNIST",
-        "2. Normalización y preparación de datos", "3. Generación de imágenes ruidosas",
-        "4. División en entrenamiento y validación", "5. El Denoising Autoencoder convolucional",
-        "6. Compilación y entrenamiento", "7. Evaluación cualitativa",
+        "Objetivos",
+        "0. Entorno y configuración",
+        "1. Carga y exploración de Fashion-MNIST",
+        "2. Normalización y preparación de datos",
+        "3. Generación de imágenes ruidosas",
+        "4. División en entrenamiento y validación",
+        "5. El Denoising Autoencoder convolucional",
+        "6. Compilación y entrenamiento",
+        "7. Evaluación cualitativa",
         "8. Evaluación cuantitativa: error de reconstrucción",
-        "9. Consideraciones y advertencias técnicas", "10. Más allá de la práctica", "Resumen",
+        "9. Consideraciones y advertencias técnicas",
+        "10. Más allá de la práctica",
+        "Resumen",
     ],
     "en": [
-        "Objectives", "0. Environment and configuration", "1. Loading and exploring Fashion-MNIST",
+        "Objectives",
+        "0. Environment and configuration",
+        "1. Loading and exploring Fashion-MNIST",
     ],
-}  # fmt: skip
+}
 
 
 def sample_values(lang="es"):
     config = artifacts.read_json(RUN_SAMPLE_DIR / "config.json")
     config["report"]["lang"] = lang
     return {
-        "run": {"id": "20261125-120000-quick", "started": "25 nov 2026, 12:00:00", "created": "2026-11-25T12:00:00+00:00"},
+        "run": {
+            "id": "20261125-120000-quick",
+            "started": "25 nov 2026, 12:00:00",
+            "created": "2026-11-25T12:00:00+00:00",
+        },
         "provenance": None,
         "course": report.course(config, datetime(2026, 11, 25, 12, 0)),
         "config": config,
@@ -86,8 +110,11 @@ def test_every_answer_is_in_the_report(values):
     text = text_of(report.render_html(values))
     noise = values["metrics"]["noise"]["effect"]
     assert f"pasa de {report.number(noise['clean']['std'], 3, locale='es')}" in text
-    for question in ("¿Qué detalles se recuperan bien?", "¿Qué tipo de ruido persiste?",
-                     "¿Se observa suavizado excesivo (blur)?"):  # fmt: skip
+    for question in (
+        "¿Qué detalles se recuperan bien?",
+        "¿Qué tipo de ruido persiste?",
+        "¿Se observa suavizado excesivo (blur)?",
+    ):
         assert text.count(question) == 2  # the lab's question and the answer that follows
     assert "percentil 99 del MSE en validación" in text
     assert "Esta ejecución no muestra sobreajuste" in text
@@ -107,7 +134,10 @@ def test_overfitting_answer_follows_the_verdict(change, expected):
     assert expected in text_of(report.answer("overfitting", values["metrics"], "es"))
 
 
-@pytest.mark.parametrize("sharpness, expected", [(0.5, "Sí. Las reconstrucciones conservan el 50"), (0.97, "No de forma general")])
+@pytest.mark.parametrize(
+    "sharpness, expected",
+    [(0.5, "Sí. Las reconstrucciones conservan el 50"), (0.97, "No de forma general")],
+)
 def test_blur_answer_follows_the_measure(sharpness, expected):
     metrics = sample_values()["metrics"]
     metrics["quality"]["sharpness"] = sharpness
@@ -131,11 +161,16 @@ def test_user_text_is_escaped(values):
 
 def test_course_details_and_logo_on_the_cover(values, tmp_path):
     logo = tmp_path / "logo.svg"
-    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', encoding="utf-8")
+    logo.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', encoding="utf-8"
+    )
     values["config"]["report"].update(
-        course="Aprendizaje profundo", instructor="Ana Pérez", institution="Uniminuto",
-        date="1 de diciembre de 2026", logo=str(logo),
-    )  # fmt: skip
+        course="Aprendizaje profundo",
+        instructor="Ana Pérez",
+        institution="Uniminuto",
+        date="1 de diciembre de 2026",
+        logo=str(logo),
+    )
     values["course"] = report.course(values["config"], datetime(2026, 11, 25))
     text = text_of(report.render_html(values))
     for expected in ("Aprendizaje profundo", "Ana Pérez", "Uniminuto", "1 de diciembre de 2026"):
@@ -191,12 +226,17 @@ def pdf_date(text: str) -> datetime:
 def test_pdf_dates_are_the_runs_start(quick_build):
     """README: the PDF (and metrics.json and config.json attached in it) carry the run's start,
     so unchanged inputs give the same PDF apart from the run's identity."""
-    started = datetime.fromisoformat(artifacts.read_json(quick_build.run_dir / "run.json")["started"])
+    started = datetime.fromisoformat(
+        artifacts.read_json(quick_build.run_dir / "run.json")["started"]
+    )
     reader = PdfReader(quick_build.run_dir / "report.pdf")
     assert pdf_date(reader.metadata["/CreationDate"]) == started
     assert pdf_date(reader.metadata["/ModDate"]) == started
     names = reader.trailer["/Root"]["/Names"]["/EmbeddedFiles"]["/Names"]
-    attached = {name: spec.get_object()["/EF"]["/F"]["/Params"] for name, spec in zip(names[::2], names[1::2])}
+    attached = {
+        name: spec.get_object()["/EF"]["/F"]["/Params"]
+        for name, spec in zip(names[::2], names[1::2], strict=True)
+    }
     assert sorted(attached) == ["config.json", "metrics.json"]
     for params in attached.values():
         assert pdf_date(params["/CreationDate"]) == pdf_date(params["/ModDate"]) == started
@@ -208,8 +248,13 @@ def test_the_contents_page_gives_the_page_each_section_starts_on(quick_build):
     contents = next(number for number, lines in enumerate(pages) if "Índice" in lines)
     entries = [re.fullmatch(r"(.+?) ?\.{3,}\s*(\d+)", line) for line in pages[contents]]
     listed = {entry[1]: int(entry[2]) for entry in entries if entry}
-    appendices = ["Anexo A. Comparación con una ejecución anterior", "Anexo B. Procedencia de la ejecución"]
+    appendices = [
+        "Anexo A. Comparación con una ejecución anterior",
+        "Anexo B. Procedencia de la ejecución",
+    ]
     assert list(listed) == SECTION_TITLES["es"] + appendices, pages[contents]
     for title, number in listed.items():  # the page (1-based) whose text first has the heading
-        starts = next(index + 1 for index in range(contents + 1, len(pages)) if title in pages[index])
+        starts = next(
+            index + 1 for index in range(contents + 1, len(pages)) if title in pages[index]
+        )
         assert number == starts, title

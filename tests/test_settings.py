@@ -16,23 +16,50 @@ pytestmark = pytest.mark.slow
 
 # Every stage but the studies after training on a few hundred images, one epoch (as TINY).
 SMALL = [
-    "--set", "data.train_limit=600", "--set", "data.test_limit=200", "--set", "training.epochs=1",
-    "--set", "evaluation.baselines=false", "--set", "evaluation.generalisation=false",
-]  # fmt: skip
+    "--set",
+    "data.train_limit=600",
+    "--set",
+    "data.test_limit=200",
+    "--set",
+    "training.epochs=1",
+    "--set",
+    "evaluation.baselines=false",
+    "--set",
+    "evaluation.generalisation=false",
+]
 
 # id: (profile, --set values, what config.json must then hold)
 BUILDS = {
-    "lab, salt_pepper, constant": ("quick", {"model.name": "lab", "noise.type": "salt_pepper", "training.schedule": "constant"}, {}),
-    "residual, poisson, cosine": ("quick", {"model.name": "residual", "noise.type": "poisson", "training.schedule": "cosine"}, {}),
-    "unet, speckle, constant": ("quick", {"model.name": "unet", "noise.type": "speckle", "training.schedule": "constant"}, {}),
+    "lab, salt_pepper, constant": (
+        "quick",
+        {"model.name": "lab", "noise.type": "salt_pepper", "training.schedule": "constant"},
+        {},
+    ),
+    "residual, poisson, cosine": (
+        "quick",
+        {"model.name": "residual", "noise.type": "poisson", "training.schedule": "cosine"},
+        {},
+    ),
+    "unet, speckle, constant": (
+        "quick",
+        {"model.name": "unet", "noise.type": "speckle", "training.schedule": "constant"},
+        {},
+    ),
     # `fast` as it is (README: a small U-Net, MSE, cosine, XLA), with the std_range the README
     # pairs it with (`--profile fast --models unet --std-range`), on Gaussian noise it applies to.
     "fast: unet, gaussian, cosine, std_range": (
-        "fast", {"noise.std_range": [0.1, 0.2]},
-        {"model.name": "unet", "model.width": 16, "noise.type": "gaussian", "training.schedule": "cosine",
-         "training.loss": "mse", "training.jit_compile": True},
+        "fast",
+        {"noise.std_range": [0.1, 0.2]},
+        {
+            "model.name": "unet",
+            "model.width": 16,
+            "noise.type": "gaussian",
+            "training.schedule": "cosine",
+            "training.loss": "mse",
+            "training.jit_compile": True,
+        },
     ),
-}  # fmt: skip
+}
 
 KERAS_NAMES = {"lab": "denoising_autoencoder", "residual": "residual_denoiser", "unet": "unet"}
 
@@ -66,8 +93,14 @@ def compiled(run: Path) -> dict:
 @pytest.mark.parametrize("build", BUILDS)
 def test_every_listed_setting_builds(build, tmp_path):
     profile, values, implied = BUILDS[build]
-    options = [option for key, value in values.items() for option in ("--set", f"{key}={json.dumps(value)}")]
-    result = dae_report("build", "--profile", profile, *SMALL, *options, "--data-dir", str(SUBSET_DIR), cwd=tmp_path)
+    options = [
+        option
+        for key, value in values.items()
+        for option in ("--set", f"{key}={json.dumps(value)}")
+    ]
+    result = dae_report(
+        "build", "--profile", profile, *SMALL, *options, "--data-dir", str(SUBSET_DIR), cwd=tmp_path
+    )
     run = assert_finished(tmp_path / "reports", result)
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -82,7 +115,9 @@ def test_every_listed_setting_builds(build, tmp_path):
     for name, path, *_ in gate.HEADLINES:
         assert isinstance(at(metrics, path), float) and math.isfinite(at(metrics, path)), name
     for history in ("loss", "val_loss"):  # the lab compiles with its loss alone
-        assert len(metrics["training"][history]) == 1 and math.isfinite(metrics["training"][history][0]), history
+        assert len(metrics["training"][history]) == 1 and math.isfinite(
+            metrics["training"][history][0]
+        ), history
 
     assert noise_as_defined(metrics["noise"], config), metrics["noise"]
     rate = compiled(run)["optimizer"]["config"]["learning_rate"]

@@ -9,9 +9,18 @@ from tests.conftest import SUBSET_DIR
 
 
 def _train_unet_with_xla():
-    config = load_config("quick", overrides=["model.name=unet", "model.width=4", "training.epochs=1",
-                                             "training.jit_compile=true", "data.train_limit=512",
-                                             "data.test_limit=64", "training.batch_size=128"])  # fmt: skip
+    config = load_config(
+        "quick",
+        overrides=[
+            "model.name=unet",
+            "model.width=4",
+            "training.epochs=1",
+            "training.jit_compile=true",
+            "data.train_limit=512",
+            "data.test_limit=64",
+            "training.batch_size=128",
+        ],
+    )
     environment.seed_everything(config.seed)
     arrays = compare.prepare(config, data.load(SUBSET_DIR))
     model = build(config.model.name, config.model.width)

@@ -59,15 +59,24 @@ def test_pdf_loads_nothing_from_outside(tmp_path):
     png = Path(__file__).parent / "data" / "pixel.png"
     secret.write_bytes(png.read_bytes())
     (run / "inside.png").write_bytes(png.read_bytes())
-    html = (f'<p>x</p><img src="file://{secret}"><img src="http://example.com/a.png">'
-            '<img src="file:///etc/passwd"><link rel="stylesheet" href="file:///etc/hostname">'
-            '<img src="inside.png">')  # fmt: skip
+    html = (
+        f'<p>x</p><img src="file://{secret}"><img src="http://example.com/a.png">'
+        '<img src="file:///etc/passwd"><link rel="stylesheet" href="file:///etc/hostname">'
+        '<img src="inside.png">'
+    )
     report.REFUSED.clear()
     report.write_pdf(html, run / "out.pdf", run)
     assert sorted(report.REFUSED) == sorted(
-        [f"file://{secret}", "http://example.com/a.png", "file:///etc/passwd", "file:///etc/hostname"]
+        [
+            f"file://{secret}",
+            "http://example.com/a.png",
+            "file:///etc/passwd",
+            "file:///etc/hostname",
+        ]
     )
-    assert sum(len(page.images) for page in PdfReader(run / "out.pdf").pages) == 1  # inside.png only
+    assert (
+        sum(len(page.images) for page in PdfReader(run / "out.pdf").pages) == 1
+    )  # inside.png only
 
 
 def test_a_logo_must_be_an_image(tmp_path):
@@ -77,7 +86,9 @@ def test_a_logo_must_be_an_image(tmp_path):
     fake.write_text("root:x:0:0:root:/root:/bin/bash\n")
     with pytest.raises(ConfigError, match="is not a PNG, JPEG or SVG image"):
         report.logo_uri(fake)
-    assert report.logo_uri(Path(__file__).parent / "data" / "pixel.png").startswith("data:image/png;base64,")
+    assert report.logo_uri(Path(__file__).parent / "data" / "pixel.png").startswith(
+        "data:image/png;base64,"
+    )
 
 
 SPANISH = "áéíóúüñÁÉÍÓÚÑ¿¡"
@@ -126,7 +137,9 @@ def drawn_characters(reader) -> dict[str, dict[str, bool]]:
                 pen = RecordingPen()
                 glyphs[order[glyph_id]].draw(pen)
                 ink = glyph_id != 0 and bool(pen.value)
-                fonts[name][character] = fonts[name].get(character, True) and ink  # every glyph of it
+                fonts[name][character] = (
+                    fonts[name].get(character, True) and ink
+                )  # every glyph of it
     return fonts
 
 
@@ -146,7 +159,7 @@ def test_fonts_are_embedded_and_cover_every_spanish_glyph(hostile_run):
 
 
 def test_to_unicode_maps_are_read_entry_by_entry_and_range_by_range():
-    assert _to_unicode(b"beginbfchar\n<0003> <0020>\n<00ab> <00f1>\nendbfchar\n"
-                       b"beginbfrange\n<0010> <0012> <00e1>\nendbfrange") == {
-        3: " ", 0xAB: "ñ", 0x10: "á", 0x11: "â", 0x12: "ã"
-    }  # fmt: skip
+    assert _to_unicode(
+        b"beginbfchar\n<0003> <0020>\n<00ab> <00f1>\nendbfchar\n"
+        b"beginbfrange\n<0010> <0012> <00e1>\nendbfrange"
+    ) == {3: " ", 0xAB: "ñ", 0x10: "á", 0x11: "â", 0x12: "ã"}
