@@ -49,7 +49,8 @@ def child(option: dict, steps: int, batch: int) -> dict:
     import keras
 
     from pipeline import data, noise
-    from pipeline.model import build, loss_for
+    from pipeline.config import loss_for
+    from pipeline.model import build
 
     if option.get("bf16"):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")

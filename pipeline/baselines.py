@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr  # the standard normal CDF
 
-from pipeline import evaluate
+from pipeline import evaluate, noise
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,6 @@ def _per_image(function):
         return np.stack([function(image[..., 0], value) for image in images])[..., np.newaxis]
 
     return apply
-
-
-def _gaussian(images, sigma):
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(images, sigma=(0, sigma, sigma, 0))
 
 
 def _median(images, size):
@@ -67,7 +61,7 @@ def _nl_means(image, h):
 
 
 METHODS = (
-    Method("gaussian", "sigma", (0.5, 0.75, 1.0, 1.25, 1.5, 2.0), _gaussian),
+    Method("gaussian", "sigma", (0.5, 0.75, 1.0, 1.25, 1.5, 2.0), noise.gaussian_blur),
     Method("median", "size", (3, 5, 7), _median),
     Method("tv_chambolle", "weight", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4), _per_image(_tv)),
     Method("wavelet", "sigma", (0.1, 0.2, 0.3, 0.4, 0.5), _per_image(_wavelet)),
@@ -94,25 +88,75 @@ def _score(clean, denoised) -> float:
     return float(evaluate.per_image_mse(clean, denoised).mean())
 
 
+def variants(std: float | None) -> tuple[str, ...]:
+    """Each method as it is and, when the Gaussian noise std is known, with `unclip`."""
+    return ("as_is",) if std is None else ("as_is", "corrected")
+
+
+def denoise(
+    method: Method, noisy: np.ndarray, values: dict[str, float], std: float | None
+) -> dict[str, tuple[np.ndarray, float]]:
+    """`method` on noisy images with each variant's parameter value ({variant: value}):
+    {variant: (denoised images, seconds per image)}. The filter runs once per distinct value
+    and its output is clipped to [0, 1], like the images; "corrected" then undoes the clipping
+    bias with `unclip`."""
+    filtered, outputs = {}, {}
+    for variant, value in values.items():
+        if value not in filtered:
+            started = time.perf_counter()
+            images = np.clip(method.apply(noisy, value), 0.0, 1.0)
+            filtered[value] = (images, (time.perf_counter() - started) / len(noisy))
+        images, seconds = filtered[value]
+        started = time.perf_counter()
+        denoised = unclip(images, std) if variant == "corrected" else images
+        outputs[variant] = (denoised, seconds + (time.perf_counter() - started) / len(noisy))
+    return outputs
+
+
 def choose(
     method: Method, val_clean: np.ndarray, val_noisy: np.ndarray, std: float | None
 ) -> dict[str, tuple[float, float]]:
-    """The grid value with the lowest validation MSE, as-is and after `unclip` (when the
-    noise std is known): {variant: (value, validation MSE)}. Only validation images are seen
-    here."""
-    best = {"as_is": (np.inf, None), "corrected": (np.inf, None)}
+    """The grid value with the lowest validation MSE for each of `variants(std)`:
+    {variant: (value, validation MSE)}. Only validation images are seen here."""
+    best = {}
     for value in method.grid:
-        filtered = np.clip(method.apply(val_noisy, value), 0.0, 1.0)
-        candidates = {"as_is": filtered}
-        if std is not None:
-            candidates["corrected"] = unclip(filtered, std)
-        for variant, output in candidates.items():
-            score = _score(val_clean, output)
-            if score < best[variant][0]:
-                best[variant] = (score, value)
-    return {
-        variant: (value, score) for variant, (score, value) in best.items() if value is not None
-    }
+        outputs = denoise(method, val_noisy, dict.fromkeys(variants(std), value), std)
+        for variant, (denoised, _seconds) in outputs.items():
+            score = _score(val_clean, denoised)
+            if variant not in best or score < best[variant][1]:
+                best[variant] = (value, score)
+    return best
+
+
+@dataclass(frozen=True)
+class Denoised:
+    """One variant of a method, its parameter chosen on validation images, on noisy images."""
+
+    variant: str  # "as_is" or "corrected" (see `variants`)
+    value: float  # the parameter's value
+    validation_mse: float
+    images: np.ndarray  # (N, 28, 28, 1)
+    seconds_per_image: float
+
+
+def choose_and_denoise(
+    method: Method,
+    val: tuple[np.ndarray, np.ndarray],
+    noisy: np.ndarray,
+    std: float | None,
+    best_only: bool = False,
+) -> list[Denoised]:
+    """Choose the parameter of each variant on `val` = (clean, noisy) images, then denoise
+    `noisy` with it; with `best_only`, only the variant of the lower validation MSE."""
+    chosen = choose(method, *val, std)
+    if best_only:
+        variant = min(chosen, key=lambda name: chosen[name][1])
+        chosen = {variant: chosen[variant]}
+    outputs = denoise(method, noisy, {name: value for name, (value, _) in chosen.items()}, std)
+    return [
+        Denoised(variant, value, validation_mse, *outputs[variant])
+        for variant, (value, validation_mse) in chosen.items()
+    ]
 
 
 def _bm3d(image, sigma):
@@ -145,41 +189,21 @@ def run(
     rows, examples = [], {}
     for method, images, selection in plan:
         test_clean, test_noisy = test[0][:images], test[1][:images]
-        chosen = choose(method, val[0][:selection], val[1][:selection], std)
-        outputs = {}
-        for variant, (value, _val_mse) in chosen.items():
-            if value not in outputs:
-                started = time.perf_counter()
-                filtered = np.clip(method.apply(test_noisy, value), 0.0, 1.0)
-                outputs[value] = (filtered, (time.perf_counter() - started) / len(test_noisy))
-            filtered, seconds = outputs[value]
-            started = time.perf_counter()
-            denoised = unclip(filtered, std) if variant == "corrected" else filtered
-            seconds += (time.perf_counter() - started) / len(test_noisy)
+        val_subset = (val[0][:selection], val[1][:selection])
+        for result in choose_and_denoise(method, val_subset, test_noisy, std):
             rows.append(
                 {
                     "method": method.name,
-                    "variant": variant,
+                    "variant": result.variant,
                     "parameter": method.parameter,
-                    "value": float(value),
-                    "seconds_per_image": seconds,
+                    "value": float(result.value),
+                    "seconds_per_image": result.seconds_per_image,
                     "images": images,
-                    **quality(test_clean, denoised),
+                    **evaluate.scores(test_clean, result.images),
                 }
             )
-            examples[f"{method.name}/{variant}"] = denoised[:keep]
+            examples[f"{method.name}/{result.variant}"] = result.images[:keep]
     return rows, examples
-
-
-def quality(clean: np.ndarray, denoised: np.ndarray) -> dict:
-    """MSE, PSNR and SSIM statistics of denoised against clean images."""
-    mse = evaluate.per_image_mse(clean, denoised)
-    return {
-        "mse": evaluate.summarise(mse),
-        "psnr": evaluate.summarise(evaluate.psnr(mse)),
-        "psnr_of_mean_mse": float(evaluate.psnr(mse.mean())),
-        "ssim": evaluate.summarise(evaluate.ssim_per_image(clean, denoised)),
-    }
 
 
 def best(rows: list[dict]) -> dict:
@@ -198,4 +222,5 @@ def bm3d_available() -> bool:
 
 
 def method(name: str) -> Method:
+    """The classical method called `name` (one of METHODS)."""
     return next(candidate for candidate in METHODS if candidate.name == name)

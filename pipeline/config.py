@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline import artifacts, logo
 from pipeline.errors import ConfigError
+from pipeline.i18n import LANGUAGES  # the report's languages: those with a catalog
 
 
 def _range(low=None, high=None, *, low_open=False, high_open=False):
@@ -130,7 +131,6 @@ class QualityConfig:
     max_regression: MaxRegression = MaxRegression()
 
 
-LANGUAGES = ("es", "en")  # the lab is Spanish; templates/locale holds the other catalogs
 LOGO_TYPES = (".png", ".jpg", ".jpeg", ".svg")
 
 

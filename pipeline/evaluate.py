@@ -54,25 +54,41 @@ def value_range(images: np.ndarray) -> dict[str, float]:
     }
 
 
-def reconstruction(mse: np.ndarray, noisy_mse: np.ndarray) -> dict:
-    """Lab §8 from per-image MSE (see `per_image_mse`) of the denoised and the noisy test images:
-    statistics and PSNR of both, so the report can say how much the model removed."""
+def psnr_of_mean_mse(mse: np.ndarray) -> float:
+    """PSNR of the mean of per-image MSEs: the figure usually quoted for a set of images (the
+    mean of per-image PSNRs is higher, as PSNR is a concave function of MSE)."""
+    return float(psnr(np.mean(mse)))
+
+
+def scores(clean: np.ndarray, denoised: np.ndarray) -> dict:
+    """MSE, PSNR and SSIM of denoised (or noisy) images against the clean ones: statistics of
+    each over the images, and the PSNR of the mean MSE."""
+    return summarise_scores(per_image_mse(clean, denoised), ssim_per_image(clean, denoised))
+
+
+def summarise_scores(mse: np.ndarray, ssim: np.ndarray) -> dict:
+    """`scores` from per-image MSE and SSIM already computed, (N,) each."""
     return {
-        "images": int(len(mse)),
         "mse": summarise(mse),
         "psnr": summarise(psnr(mse)),
-        # PSNR of the mean MSE: the figure usually quoted for a whole test set.
-        "psnr_of_mean_mse": float(psnr(mse.mean())),
-        "first_mse": [float(v) for v in mse[:10]],
-        "noisy_input": {
-            "mse": summarise(noisy_mse),
-            "psnr": summarise(psnr(noisy_mse)),
-            "psnr_of_mean_mse": float(psnr(noisy_mse.mean())),
-        },
+        "psnr_of_mean_mse": psnr_of_mean_mse(mse),
+        "ssim": summarise(ssim),
     }
 
 
-# --- The lab's questions, answered from this run's arrays (issue: instructor edition) ---
+def reconstruction(mse: np.ndarray, ssim: np.ndarray, noisy_input: dict) -> dict:
+    """Lab §8: the scores of the model's denoised test images from their per-image MSE and
+    SSIM, the first ten MSEs (the lab prints them), and the noisy input's `scores`, so the
+    report can say how much the model removed."""
+    return {
+        "images": int(len(mse)),
+        **summarise_scores(mse, ssim),
+        "first_mse": [float(value) for value in mse[:10]],
+        "noisy_input": noisy_input,
+    }
+
+
+# --- The lab's reflection questions (§3, §6, §7, §8), answered from this run's arrays ---
 
 
 def noise_effect(clean: np.ndarray, noisy: np.ndarray, chunk: int = 4096) -> dict:
@@ -160,11 +176,16 @@ def ssim_per_image(clean: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
     )
 
 
-def gradient_energy(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28, 1) -> (N,) mean Sobel gradient magnitude: how much edge an image has."""
+def gradient_magnitude(images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28, 1) -> (N, 28, 28) Sobel gradient magnitude of each image, in float64."""
     from skimage.filters import sobel
 
-    return np.array([sobel(image[..., 0].astype(np.float64)).mean() for image in images])
+    return np.stack([sobel(image[..., 0].astype(np.float64)) for image in images])
+
+
+def gradient_energy(images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28, 1) -> (N,) mean Sobel gradient magnitude: how much edge an image has."""
+    return np.array([magnitude.mean() for magnitude in gradient_magnitude(images)])
 
 
 # A denoised image with less than this share of the clean image's edge energy looks blurred.
@@ -191,7 +212,7 @@ def per_class(
                 "name": name,
                 "images": int(chosen.sum()),
                 "mse": float(mse[chosen].mean()),
-                "psnr": float(psnr(mse[chosen].mean())),
+                "psnr": psnr_of_mean_mse(mse[chosen]),
                 "ssim": float(ssim[chosen].mean()),
                 "sharpness": float(edges_denoised[chosen].sum() / edges_clean[chosen].sum()),
             }
@@ -202,19 +223,23 @@ def per_class(
 def extremes(mse: np.ndarray, labels: np.ndarray, count: int = 8) -> dict:
     """Indices, classes and MSE of the best and worst reconstructed images."""
     order = np.argsort(mse, kind="stable")
+    return {
+        "best": _image_rows(order[:count], labels, mse),
+        "worst": _image_rows(order[::-1][:count], labels, mse),
+    }
 
-    def pick(indices):
-        return [
-            {
-                "index": int(i),
-                "label": int(labels[i]),
-                "name": CLASS_NAMES[labels[i]],
-                "mse": float(mse[i]),
-            }
-            for i in indices
-        ]
 
-    return {"best": pick(order[:count]), "worst": pick(order[::-1][:count])}
+def _image_rows(indices: np.ndarray, labels: np.ndarray, mse: np.ndarray) -> list[dict]:
+    """Index, class and MSE of each test image in `indices`, for the report's tables."""
+    return [
+        {
+            "index": int(index),
+            "label": int(labels[index]),
+            "name": CLASS_NAMES[labels[index]],
+            "mse": float(mse[index]),
+        }
+        for index in indices
+    ]
 
 
 def residuals(
@@ -249,9 +274,7 @@ def residuals(
 
 def gradient_mask(images: np.ndarray, quantile: float = 0.9) -> np.ndarray:
     """(N, 28, 28, 1) -> (N, 28, 28) True where the clean image has its strongest edges."""
-    from skimage.filters import sobel
-
-    magnitude = np.stack([sobel(image[..., 0].astype(np.float64)) for image in images])
+    magnitude = gradient_magnitude(images)
     return magnitude > np.quantile(magnitude, quantile)
 
 
@@ -259,6 +282,11 @@ def _neighbour_correlation(residual: np.ndarray) -> float:
     """Correlation between horizontally adjacent residual pixels, over all images."""
     left, right = residual[:, :, :-1].ravel(), residual[:, :, 1:].ravel()
     return float(np.corrcoef(left, right)[0, 1])
+
+
+# Anomalous images the report's anomalies figure draws and its caption names: the worst ten,
+# enough to show which garments they are without a second page of thumbnails.
+ANOMALIES_SHOWN = 10
 
 
 def anomalies(
@@ -282,15 +310,7 @@ def anomalies(
         "count": int(len(above)),
         "share": float(len(above) / len(test_mse)),
         "edge_ratio": float(test_edges[above].mean() / test_edges.mean()) if len(above) else None,
-        "images": [
-            {
-                "index": int(i),
-                "label": int(test_labels[i]),
-                "name": CLASS_NAMES[test_labels[i]],
-                "mse": float(test_mse[i]),
-            }
-            for i in above
-        ],
+        "images": _image_rows(above, test_labels, test_mse),
         "by_class": [
             {
                 "label": label,

@@ -24,8 +24,8 @@ from babel.support import NullTranslations, Translations
 
 from pipeline import artifacts
 
-SOURCE_LANGUAGE = "es"
-LANGUAGES = ("es", "en")
+SOURCE_LANGUAGE = "es"  # the lab's language
+LANGUAGES = ("es", "en")  # the source, then each with a catalog in templates/locale
 LOCALE_DIR = artifacts.TEMPLATES_DIR / "locale"
 DOMAIN = "messages"
 

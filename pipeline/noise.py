@@ -6,9 +6,10 @@ import numpy as np
 
 
 def add_gaussian_noise(
-    images: np.ndarray, mean: float, std: float, rng: np.random.Generator
+    images: np.ndarray, mean: float, std: float | np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """images + N(mean, std²) per pixel, clipped to [0, 1], as a new float32 array.
+    """images + N(mean, std²) per pixel, clipped to [0, 1], as a new float32 array. `std` may
+    be an array that broadcasts against the images, e.g. one std per image (N, 1, 1, 1).
 
     The lab draws float64 noise and so holds a float64 copy of all 60 000 images; drawing in
     float32 into the output buffer keeps one array of the input's size and dtype.
@@ -82,12 +83,7 @@ def add_gaussian_noise_range(
     """Gaussian noise whose std is drawn per image, uniformly in [low, high] (training on
     randomised noise levels), clipped to [0, 1]."""
     stds = rng.uniform(low, high, size=(len(images),) + (1,) * (images.ndim - 1)).astype(np.float32)
-    noisy = rng.standard_normal(size=images.shape, dtype=np.float32)
-    noisy *= stds
-    noisy += mean
-    noisy += images
-    np.clip(noisy, 0.0, 1.0, out=noisy)
-    return noisy
+    return add_gaussian_noise(images, mean, stds, rng)
 
 
 def corrupt(

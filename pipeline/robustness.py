@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline import baselines, noise
+from pipeline import baselines, evaluate, noise
 
 # (kind, parameter value): Gaussian std from 0.1 to 0.7, then the other degradations.
 CONDITIONS = (
@@ -38,26 +38,26 @@ def study(
         val_noisy = noise.degrade(val_clean, kind, value, rng)
         test_noisy = noise.degrade(test_clean, kind, value, rng)
         std = value if kind == "gaussian" else None  # unclipping needs the Gaussian std
-        chosen = baselines.choose(method, val_clean, val_noisy, std)
-        variant = min(chosen, key=lambda name: chosen[name][1])  # lower validation MSE
-        filtered = np.clip(method.apply(test_noisy, chosen[variant][0]), 0.0, 1.0)
-        classical = baselines.unclip(filtered, std) if variant == "corrected" else filtered
+        (classical,) = baselines.choose_and_denoise(
+            method, (val_clean, val_noisy), test_noisy, std, best_only=True
+        )
         rows.append(
             {
                 "kind": kind,
                 "value": value,
-                "input": _short(baselines.quality(test_clean, test_noisy)),
-                "model": _short(baselines.quality(test_clean, predict(test_noisy))),
+                "input": _short(evaluate.scores(test_clean, test_noisy)),
+                "model": _short(evaluate.scores(test_clean, predict(test_noisy))),
                 "baseline": {
-                    **_short(baselines.quality(test_clean, classical)),
+                    **_short(evaluate.scores(test_clean, classical.images)),
                     "method": method.name,
-                    "variant": variant,
-                    "parameter": float(chosen[variant][0]),
+                    "variant": classical.variant,
+                    "parameter": float(classical.value),
                 },
             }
         )
     return rows
 
 
-def _short(quality: dict) -> dict:
-    return {"psnr": quality["psnr_of_mean_mse"], "ssim": quality["ssim"]["mean"]}
+def _short(scores: dict) -> dict:
+    """A row's two numbers from `evaluate.scores`: PSNR of the mean MSE and the mean SSIM."""
+    return {"psnr": scores["psnr_of_mean_mse"], "ssim": scores["ssim"]["mean"]}

@@ -64,15 +64,15 @@ def test_metrics_and_figures_come_from_the_arrays(outputs, tmp_path):
         "split",
         "model",
         "training",
-        "quality",
-        "evaluation",
+        "error_analysis",
+        "reconstruction",
         "anomalies",
     }
     expected = np.mean(
         (outputs.x_test.astype(np.float64) - outputs.x_test_denoised) ** 2, axis=(1, 2, 3)
     )
-    assert metrics["evaluation"]["mse"]["mean"] == pytest.approx(expected.mean(), rel=1e-12)
-    assert metrics["evaluation"]["images"] == 100
+    assert metrics["reconstruction"]["mse"]["mean"] == pytest.approx(expected.mean(), rel=1e-12)
+    assert metrics["reconstruction"]["images"] == 100
     assert metrics["split"] == {"val_fraction": 0.1, "train": 360, "validation": 40, "test": 100}
     assert metrics["dataset"]["pixels"]["max"] == 255.0 and metrics["dataset"]["train_shape"] == [
         400,

@@ -4,7 +4,7 @@ import types
 import numpy as np
 import pytest
 
-from pipeline import baselines, data, noise
+from pipeline import baselines, data, evaluate, noise
 from tests.conftest import SUBSET_DIR
 
 
@@ -33,6 +33,32 @@ def test_black_pixels_average_0_16_and_unclip_undoes_it():
     np.testing.assert_allclose(baselines.unclip(baselines.clipped_mean(x, 0.4), 0.4), x, atol=1e-3)
 
 
+def test_the_gaussian_filter_is_the_generalisation_study_s_blur(images):
+    _, (_, noisy) = images
+    gaussian = baselines.method("gaussian")
+    assert gaussian.apply is noise.gaussian_blur
+    blurred = gaussian.apply(noisy, 1.0)
+    assert blurred.dtype == np.float32 and blurred.shape == noisy.shape
+
+
+def test_choose_and_denoise_gives_each_variant_its_validation_choice(images):
+    val, (_, noisy) = images
+    tv = baselines.method("tv_chambolle")
+    chosen = baselines.choose(tv, *val, 0.4)
+    results = baselines.choose_and_denoise(tv, val, noisy, 0.4)
+    assert [result.variant for result in results] == ["as_is", "corrected"]
+    for result in results:
+        assert (result.value, result.validation_mse) == chosen[result.variant]
+        filtered = np.clip(tv.apply(noisy, result.value), 0.0, 1.0)
+        expected = baselines.unclip(filtered, 0.4) if result.variant == "corrected" else filtered
+        np.testing.assert_array_equal(result.images, expected)
+        assert result.seconds_per_image > 0
+    (best,) = baselines.choose_and_denoise(tv, val, noisy, 0.4, best_only=True)
+    assert best.variant == min(chosen, key=lambda variant: chosen[variant][1])
+    (only,) = baselines.choose_and_denoise(tv, val, noisy, None)  # no std: nothing to unclip
+    assert only.variant == "as_is" and only.value == chosen["as_is"][0]
+
+
 def test_parameters_are_chosen_on_validation_only(images):
     """Changing the test images (clean or noisy) never changes a chosen parameter."""
     val, test = images
@@ -57,7 +83,7 @@ def test_parameters_are_chosen_on_validation_only(images):
 def test_every_method_beats_the_noisy_input_and_correction_helps_averaging_filters(images):
     val, test = images
     rows, examples = baselines.run(val, test, 0.4)
-    noisy_psnr = baselines.quality(*test)["psnr_of_mean_mse"]
+    noisy_psnr = evaluate.scores(*test)["psnr_of_mean_mse"]
     assert {row["method"] for row in rows} == {method.name for method in baselines.METHODS}
     for row in rows:
         assert row["psnr_of_mean_mse"] > noisy_psnr, row["method"]

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from pipeline.config import Config, load_config
+from pipeline import i18n
+from pipeline.config import LANGUAGES, Config, load_config
 from pipeline.errors import ConfigError
 
 
@@ -24,6 +25,12 @@ def test_fast_profile_is_the_unet_recipe():
         and config.training.jit_compile
     )
     assert config.evaluation.baselines is False
+
+
+def test_report_languages_are_those_with_a_catalog():
+    assert LANGUAGES is i18n.LANGUAGES  # one list: the CLI's --lang choices and report.lang's
+    with pytest.raises(ConfigError, match="report.lang = 'fr' is not one of: es, en"):
+        load_config(overrides=["report.lang=fr"])
 
 
 def test_quick_profile_is_small():

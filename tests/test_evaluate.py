@@ -34,14 +34,39 @@ def test_class_counts_cover_every_class():
     assert counts[7]["name"] == "Sneaker"
 
 
+def test_psnr_of_mean_mse_is_the_psnr_of_the_mean_not_the_mean_psnr():
+    mse = np.array([0.001, 0.1])
+    assert evaluate.psnr_of_mean_mse(mse) == pytest.approx(evaluate.psnr(0.0505))
+    assert evaluate.psnr_of_mean_mse(mse) < evaluate.psnr(mse).mean()  # 12.97 dB < 20 dB
+    assert type(evaluate.psnr_of_mean_mse(mse)) is float
+
+
+def test_scores_of_denoised_against_clean_images():
+    rng = np.random.default_rng(0)
+    clean = rng.random((4, 28, 28, 1)).astype(np.float32)
+    denoised = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype(np.float32)
+    scores = evaluate.scores(clean, denoised)
+    mse = evaluate.per_image_mse(clean, denoised)
+    assert list(scores) == ["mse", "psnr", "psnr_of_mean_mse", "ssim"]
+    assert scores["mse"] == evaluate.summarise(mse)
+    assert scores["psnr"] == evaluate.summarise(evaluate.psnr(mse))
+    assert scores["psnr_of_mean_mse"] == evaluate.psnr_of_mean_mse(mse)
+    assert scores["ssim"] == evaluate.summarise(evaluate.ssim_per_image(clean, denoised))
+
+
 def test_reconstruction_summary():
-    mse = np.array([0.01, 0.02, 0.03])
-    summary = evaluate.reconstruction(mse, mse * 8)
-    assert summary["images"] == 3
+    mse, ssim = np.array([0.01, 0.02, 0.03]), np.array([0.7, 0.8, 0.9])
+    noisy_input = {"psnr_of_mean_mse": 8.0}  # evaluate.scores of the noisy images, as it is
+    summary = evaluate.reconstruction(mse, ssim, noisy_input)
+    assert summary == {
+        "images": 3,
+        **evaluate.summarise_scores(mse, ssim),
+        "first_mse": pytest.approx([0.01, 0.02, 0.03]),
+        "noisy_input": noisy_input,
+    }
     assert summary["mse"]["mean"] == pytest.approx(0.02)
     assert summary["psnr_of_mean_mse"] == pytest.approx(evaluate.psnr(0.02))
-    assert summary["noisy_input"]["mse"]["median"] == pytest.approx(0.16)
-    assert summary["first_mse"] == pytest.approx([0.01, 0.02, 0.03])
+    assert summary["ssim"]["median"] == pytest.approx(0.8)
 
 
 def test_noise_effect_on_black_and_grey_pixels():

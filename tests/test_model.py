@@ -1,7 +1,7 @@
 import numpy as np
 
 from pipeline import model
-from pipeline.config import loss_for
+from pipeline.config import MODEL_LOSSES, loss_for
 
 
 def test_lab_architecture():
@@ -60,3 +60,9 @@ def test_losses_follow_the_recipe_unless_set():
     assert loss_for("lab", "auto") == "binary_crossentropy"
     assert loss_for("unet", "auto") == "mse"
     assert loss_for("lab", "mae") == "mae"
+
+
+def test_every_model_the_config_accepts_has_a_builder():
+    """config.MODEL_LOSSES names the models (config and CLI choices, without importing Keras);
+    model.BUILDERS builds them: the same names, in the same order."""
+    assert list(model.BUILDERS) == list(MODEL_LOSSES)

@@ -71,6 +71,14 @@ def test_random_levels_give_each_image_its_own_std():
     assert stds.min() > 0.04 and stds.max() < 0.21 and stds.max() - stds.min() > 0.1
 
 
+def test_random_levels_are_gaussian_noise_with_a_std_per_image():
+    images = np.full((30, 28, 28, 1), 0.5, dtype=np.float32)
+    noisy = noise_module.add_gaussian_noise_range(images, 0.0, 0.05, 0.2, np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    stds = rng.uniform(0.05, 0.2, size=(30, 1, 1, 1)).astype(np.float32)
+    np.testing.assert_array_equal(noisy, add_gaussian_noise(images, 0.0, stds, rng))
+
+
 def test_corrupt_follows_the_config():
     images = np.full((10, 28, 28, 1), 0.5, dtype=np.float32)
     lab = load_config().noise

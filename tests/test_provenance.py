@@ -38,7 +38,7 @@ def test_content_digest_ignores_times_and_run_identity(tmp_path):
 def test_content_digest_follows_results_and_figures(tmp_path):
     run = _run_folder(tmp_path)
     before = provenance.content_digest(run)
-    _edit_metrics(run, lambda m: m["evaluation"]["mse"].update(mean=0.5))
+    _edit_metrics(run, lambda m: m["reconstruction"]["mse"].update(mean=0.5))
     after_metric = provenance.content_digest(run)
     assert after_metric != before
     (run / "figures" / "loss_curves.svg").write_text("<svg></svg>", encoding="utf-8")

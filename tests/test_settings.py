@@ -1,6 +1,6 @@
 """Every value the README lists for model.name, noise.type, training.schedule and noise.std_range,
-and the `fast` profile, each as the main model of a real build (issue 12, item 3): a few hundred
-real images, one epoch. Four builds run every value at least once; the id names the combination."""
+and the `fast` profile, each as the main model of a real build: a few hundred real images, one
+epoch. Four builds run every value at least once; the id names the combination."""
 
 import json
 import math
@@ -10,23 +10,13 @@ from pathlib import Path
 import pytest
 
 from pipeline import gate
-from tests.conftest import SUBSET_DIR, assert_finished, dae_report
+from tests.conftest import SUBSET_DIR, TINY, assert_finished, dae_report
 
 pytestmark = pytest.mark.slow
 
-# Every stage but the studies after training on a few hundred images, one epoch (as TINY).
-SMALL = [
-    "--set",
-    "data.train_limit=600",
-    "--set",
-    "data.test_limit=200",
-    "--set",
-    "training.epochs=1",
-    "--set",
-    "evaluation.baselines=false",
-    "--set",
-    "evaluation.generalisation=false",
-]
+# TINY's settings without its profile (every test here names one): every stage but the studies
+# after training, on a few hundred images, one epoch.
+SMALL = TINY[TINY.index("--set") :]
 
 # id: (profile, --set values, what config.json must then hold)
 BUILDS = {
