@@ -57,7 +57,7 @@ PRESENTATION = (
     "report.institution",
     "report.date",
     "report.logo",
-    # The quality gate: read by the compare stage, after the notebook has run.
+    # The quality gate: read by the gate stage, after the notebook has run.
     "quality.max_regression.psnr_db",
     "quality.max_regression.mse_relative",
     "quality.max_regression.ssim",

@@ -9,12 +9,15 @@ import traceback
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.config import LANGUAGES, PROFILES, absolute, load_config
+from pipeline.config import LANGUAGES, MODEL_LOSSES, PROFILES, absolute, load_config
 from pipeline.data import DATA_DIR_ENV
 from pipeline.errors import ConfigError, DaeReportError
 from pipeline.progress import settle_standard_streams, terminal
 
 DEFAULT_OUT = Path("reports")
+# The models `model.name` and `compare --models` accept: pipeline.model.BUILDERS has the same
+# keys, but importing it imports TensorFlow (seconds), which the command line must not wait for.
+MODEL_NAMES = tuple(MODEL_LOSSES)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,7 +28,24 @@ def parser() -> argparse.ArgumentParser:
     )
     main.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    settings = _settings_options()
+    _add_build(commands, settings)
+    _add_compare(commands, settings)
+    handout = commands.add_parser(
+        "handout", parents=[settings], help="write the student handout (notebook + PDF) only"
+    )
+    handout.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT / "handout",
+        help="folder (default: reports/handout/)",
+    )
+    _add_cache(commands)
+    return main
 
+
+def _settings_options() -> argparse.ArgumentParser:
+    """The options of every command that makes a config: --config, --set, --lang, --debug."""
     settings = argparse.ArgumentParser(add_help=False)
     settings.add_argument("--config", type=Path, metavar="FILE.toml", help="settings in TOML")
     settings.add_argument(
@@ -40,7 +60,10 @@ def parser() -> argparse.ArgumentParser:
         "--lang", choices=LANGUAGES, help="language of everything written (report.lang)"
     )
     settings.add_argument("--debug", action="store_true", help="show tracebacks")
+    return settings
 
+
+def _add_build(commands, settings: argparse.ArgumentParser) -> None:
     build = commands.add_parser(
         "build", parents=[settings], help="train, evaluate and write a new report run"
     )
@@ -70,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
         "passed its quality gate); a regression past quality.max_regression exits with 1",
     )
 
+
+def _add_compare(commands, settings: argparse.ArgumentParser) -> None:
     compare = commands.add_parser(
         "compare", parents=[settings], help="train several models on the same data and compare them"
     )
@@ -77,9 +102,9 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--models",
         type=_models,
-        default=["lab", "residual", "unet"],
+        default=list(MODEL_NAMES),
         metavar="A,B,...",
-        help="models to compare: lab, residual, unet (default: all three)",
+        help=f"models to compare: {', '.join(MODEL_NAMES)} (default: all)",
     )
     compare.add_argument(
         "--std-range",
@@ -92,16 +117,8 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)"
     )
 
-    handout = commands.add_parser(
-        "handout", parents=[settings], help="write the student handout (notebook + PDF) only"
-    )
-    handout.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT / "handout",
-        help="folder (default: reports/handout/)",
-    )
 
+def _add_cache(commands) -> None:
     cache = commands.add_parser(
         "cache", help="check or empty the cache of trained models and executed notebooks"
     )
@@ -121,7 +138,6 @@ def parser() -> argparse.ArgumentParser:
             help="reports folder whose .cache/ it is (default: reports/)",
         )
         action.add_argument("--debug", action="store_true", help="show tracebacks")
-    return main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,46 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         _resolve_paths(arguments, Path.cwd())
-        if arguments.command == "cache":  # needs no config: it reads and removes cache entries
-            from pipeline import cache
-
-            stdout = terminal(sys.stdout)
-            if arguments.action == "verify":
-                cache.verify(out_dir=arguments.out, stream=stdout)
-            else:
-                cache.clear(
-                    out_dir=arguments.out, older_than_days=arguments.older_than, stream=stdout
-                )
-            return 0
-        config = load_config(
-            getattr(arguments, "profile", "full"),
-            arguments.config,
-            _overrides(arguments),
-            working_dir=Path.cwd(),
-        )
-        from pipeline import build
-
-        if arguments.command == "build":
-            build.build(
-                config=config,
-                out_dir=arguments.out,
-                data_dir=arguments.data_dir,
-                handout=arguments.handout,
-                retrain=arguments.retrain,
-                compare_to=arguments.compare_to,
-            )
-        elif arguments.command == "compare":
-            from pipeline.compare import compare_models
-
-            compare_models(
-                config=config,
-                models=arguments.models,
-                out_dir=arguments.out,
-                data_dir=arguments.data_dir,
-                std_range=arguments.std_range,
-            )
-        else:
-            build.handout(config=config, out_dir=arguments.out)
+        _run_command(arguments)
     except DaeReportError as error:
         if arguments.debug:
             traceback.print_exc(file=terminal())
@@ -187,6 +164,48 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         settle_standard_streams()  # a closed pipe (`| head -1`) must not change the exit code
     return 0
+
+
+def _run_command(arguments) -> None:
+    """The one library call the command stands for, with the parsed options as arguments."""
+    if arguments.command == "cache":  # needs no config: it reads and removes cache entries
+        from pipeline import cache
+
+        stdout = terminal(sys.stdout)
+        if arguments.action == "verify":
+            cache.verify(out_dir=arguments.out, stream=stdout)
+        else:
+            cache.clear(out_dir=arguments.out, older_than_days=arguments.older_than, stream=stdout)
+        return
+    config = load_config(
+        getattr(arguments, "profile", "full"),
+        arguments.config,
+        _overrides(arguments),
+        working_dir=Path.cwd(),
+    )
+    from pipeline import build
+
+    if arguments.command == "build":
+        build.build(
+            config=config,
+            out_dir=arguments.out,
+            data_dir=arguments.data_dir,
+            handout=arguments.handout,
+            retrain=arguments.retrain,
+            compare_to=arguments.compare_to,
+        )
+    elif arguments.command == "compare":
+        from pipeline.compare import compare_models
+
+        compare_models(
+            config=config,
+            models=arguments.models,
+            out_dir=arguments.out,
+            data_dir=arguments.data_dir,
+            std_range=arguments.std_range,
+        )
+    else:
+        build.handout(config=config, out_dir=arguments.out)
 
 
 def _say(line: str) -> None:
@@ -210,10 +229,11 @@ def _resolve_paths(arguments, working_dir: Path) -> None:
 
 def _models(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ("lab", "residual", "unet")]
+    unknown = [name for name in names if name not in MODEL_NAMES]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown model {unknown[0] if unknown else text!r} (choose from lab, residual, unet)"
+            f"unknown model {unknown[0] if unknown else text!r} "
+            f"(choose from {', '.join(MODEL_NAMES)})"
         )
     return names
 

@@ -65,9 +65,8 @@ def before_training(model) -> None:
             return lab_fit(*args, **with_ours)
 
         images = args[0] if args else kwargs["x"]
-        train.announce(
-            len(images), kwargs.get("epochs", 1), kwargs.get("batch_size") or 32
-        )  # Keras' defaults
+        # Keras' defaults where the lab leaves them out: one epoch, batches of 32.
+        train.announce(len(images), kwargs.get("epochs", 1), kwargs.get("batch_size") or 32)
         history = train.fit(model, run_fit, config, cache=model_cache, echo=False)
         _run["history"] = history
         if history.get("cache", {}).get("trained") is False:

@@ -75,17 +75,7 @@ def train(
     settings = config.training
     train_clean, train_noisy = train_pair
     val_clean, val_noisy = val_pair
-    steps = -(-len(train_clean) // settings.batch_size)
-    rate = settings.learning_rate
-    if settings.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=settings.epochs * steps)
-    with environment.xla_allowed(settings.jit_compile):
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=rate),
-            loss=loss_for(config.model.name, settings.loss),
-            metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
-            jit_compile=settings.jit_compile,
-        )
+    compile_model(model, config, steps_per_epoch=-(-len(train_clean) // settings.batch_size))
 
     def run_fit(callbacks: list) -> None:
         model.fit(
@@ -101,6 +91,24 @@ def train(
 
     announce(len(train_clean), settings.epochs, settings.batch_size)
     return fit(model, run_fit, config, cache)
+
+
+def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
+    """Adam at training.learning_rate (decayed to 0 over the epochs with the cosine schedule),
+    the config's loss, and MSE as a metric."""
+    settings = config.training
+    rate = settings.learning_rate
+    if settings.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=settings.epochs * steps_per_epoch
+        )
+    with environment.xla_allowed(settings.jit_compile):
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=rate),
+            loss=loss_for(config.model.name, settings.loss),
+            metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
+            jit_compile=settings.jit_compile,
+        )
 
 
 def announce(images: int, epochs: int, batch_size: int) -> None:

@@ -15,7 +15,7 @@ import pytest
 from pypdf import PdfReader
 
 from pipeline import artifacts, data, evaluate, noise, notebook, provenance
-from pipeline.build import build, create_run_dir, mark_latest
+from pipeline.build import build
 from pipeline.config import Config, load_config
 from pipeline.errors import QualityRegression, RunError
 from tests.conftest import RUN_SAMPLE_DIR, SUBSET_DIR, TINY, dae_report
@@ -65,7 +65,7 @@ def test_run_folder_holds_every_artifact(quick_build):
     assert not (run / artifacts.FAILURE_LOG).exists()
     record = read_json(run / "run.json")
     assert record["status"] == "finished" and record["content_digest"]
-    assert set(record["stages"]) == {"data", "notebook", "compare", "html", "pdf", "handout"}
+    assert set(record["stages"]) == {"data", "notebook", "gate", "html", "pdf", "handout"}
 
 
 def test_config_json_is_the_config_the_run_used(quick_build):
@@ -91,8 +91,10 @@ def test_model_keras_is_the_model_the_report_evaluated(quick_build):
     x_test_noisy = noise.corrupt(x_test, config.noise, rng)
     denoised = model.predict(x_test_noisy, batch_size=config.training.batch_size, verbose=0)
     mse = evaluate.per_image_mse(x_test, denoised)
-    assert float(mse.mean()) == pytest.approx(metrics["evaluation"]["mse"]["mean"], rel=1e-5)
-    assert float(np.median(mse)) == pytest.approx(metrics["evaluation"]["mse"]["median"], rel=1e-5)
+    assert float(mse.mean()) == pytest.approx(metrics["reconstruction"]["mse"]["mean"], rel=1e-5)
+    assert float(np.median(mse)) == pytest.approx(
+        metrics["reconstruction"]["mse"]["median"], rel=1e-5
+    )
 
 
 def test_pdf_has_every_section_and_several_pages(quick_build):
@@ -162,10 +164,11 @@ def test_metrics_hold_the_numbers(quick_build):
     assert metrics["split"] == {"val_fraction": 0.1, "train": 3600, "validation": 400, "test": 1000}
     assert metrics["model"]["parameters"] == 74497
     assert len(metrics["training"]["loss"]) == len(metrics["training"]["val_loss"]) == 2
-    evaluation = metrics["evaluation"]
-    assert 0 < evaluation["mse"]["min"] <= evaluation["mse"]["median"] <= evaluation["mse"]["max"]
+    reconstruction = metrics["reconstruction"]
+    mse = reconstruction["mse"]
+    assert 0 < mse["min"] <= mse["median"] <= mse["max"]
     # Even two epochs on 3 600 images must beat the noisy input.
-    assert evaluation["mse"]["mean"] < evaluation["noisy_input"]["mse"]["mean"]
+    assert mse["mean"] < reconstruction["noisy_input"]["mse"]["mean"]
     assert metrics["training"]["cache"]["trained"] is True
     assert metrics["comparison"] is None  # nothing earlier to compare with
     assert metrics["content_digest"] == provenance.content_digest(quick_build.run_dir)
@@ -251,7 +254,7 @@ def test_same_config_same_numbers(quick_build, quick_reports_copy):
 
 def test_regression_writes_the_report_then_exits_1(quick_build, quick_reports_copy, tmp_path):
     better = read_json(quick_build.run_dir / "metrics.json")
-    better["evaluation"]["psnr_of_mean_mse"] += 1.0
+    better["reconstruction"]["psnr_of_mean_mse"] += 1.0
     (tmp_path / "metrics.json").write_text(json.dumps(better), encoding="utf-8")
     with pytest.raises(QualityRegression, match="psnr_db") as raised:
         quick_again(quick_reports_copy, compare_to=tmp_path / "metrics.json")
@@ -281,18 +284,6 @@ def test_a_failing_notebook_leaves_failure_files_and_latest_alone(
     assert "a cell that fails" in (failed / "failure.html").read_text(encoding="utf-8")
     assert read_json(failed / "run.json")["status"] == "failed"
     assert (out / "latest").resolve() == latest
-
-
-def test_run_folders_never_collide(tmp_path):
-    moment = datetime(2026, 1, 2, 3, 4, 5)
-    first, second = (
-        create_run_dir(tmp_path, moment, "quick"),
-        create_run_dir(tmp_path, moment, "quick"),
-    )
-    assert first.name == "20260102-030405-quick" and second.name == "20260102-030405-quick-2"
-    mark_latest(first)
-    mark_latest(second)
-    assert (tmp_path / "latest").resolve() == second.resolve()
 
 
 def test_compare_reuses_the_builds_lab_model_and_reports(quick_build, quick_reports_copy):
@@ -398,53 +389,3 @@ def test_latest_that_is_not_a_copy_of_a_run_fails_before_any_work(tmp_path, late
         "move it away (a build points latest at its run)\n"
     )
     assert [path.name for path in out.iterdir()] == ["latest"]  # no run folder, no cache
-
-
-def test_mark_latest_leaves_no_temporary_link_when_the_rename_fails(tmp_path, monkeypatch):
-    from pipeline.errors import OutputError
-
-    first = create_run_dir(tmp_path, datetime(2026, 1, 1), "quick")
-    mark_latest(first)
-    second = create_run_dir(tmp_path, datetime(2026, 1, 2), "quick")
-
-    def refuse(*args):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr("os.replace", refuse)
-    with pytest.raises(
-        OutputError, match="cannot point .*latest at 20260102-000000-quick: Permission denied"
-    ):
-        mark_latest(second)
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "20260101-000000-quick",
-        "20260102-000000-quick",
-        "latest",
-    ]
-    assert (tmp_path / "latest").resolve() == first.resolve()
-    # A copy in latest's place goes back there if the link cannot replace it.
-    (tmp_path / "latest").unlink()
-    (tmp_path / "latest").mkdir()
-    (tmp_path / "latest" / "run.json").write_text(
-        '{"status": "finished", "run_id": "20260101-000000-quick"}', encoding="utf-8"
-    )
-    with pytest.raises(OutputError):
-        mark_latest(second)
-    assert (tmp_path / "latest" / "run.json").is_file()
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "20260101-000000-quick",
-        "20260102-000000-quick",
-        "latest",
-    ]
-    # When it can, the copy of a run that is here already is simply replaced.
-    monkeypatch.undo()
-    note = mark_latest(second)
-    assert (
-        note == "latest was a copy of run 20260101-000000-quick, not a link: "
-        "removed (20260101-000000-quick/ is here); latest → 20260102-000000-quick"
-    )
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "20260101-000000-quick",
-        "20260102-000000-quick",
-        "latest",
-    ]
-    assert (tmp_path / "latest").resolve() == second.resolve()

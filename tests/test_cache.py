@@ -260,7 +260,7 @@ def test_a_second_store_of_the_same_key_is_harmless(tmp_path, tiny_history):
     ]
 
 
-# Item 1 of issue 11: every config key is in both keys unless a named list says otherwise. --------
+# Every config key is in both keys unless a named list says otherwise. ------------------------
 
 
 def leaves(cls: type = Config, prefix: str = "") -> typing.Iterator[tuple[str, dataclasses.Field]]:
@@ -351,7 +351,7 @@ def test_exclusion_lists_name_real_keys_only():
         assert key not in cache.NOTEBOOK_EXCLUDED, key
 
 
-# Item 3 of issue 11: a damaged entry is discarded with one line, then made again. ------------
+# A damaged entry is discarded with one line, then made again. ---------------------------------
 
 
 def discarded_lines(text: str) -> list[str]:
@@ -716,8 +716,8 @@ def test_damaged_cache_entries_between_builds(tmp_path):
     assert (result.returncode, result.stdout) == (0, f"no cache entries in {out / '.cache'}\n")
 
 
-# Item 4 of issue 12: the cache end to end, each change on top of the suite's shared quick build
-# (its cache copied), typed with its options but --handout (no key holds it: a PDF less). ------
+# The cache end to end, each change on top of the suite's shared quick build (its cache copied),
+# typed with its options but --handout (no key holds it: a PDF less). ---------------------------
 
 # Excluded from the model's key, part of the notebook's; and they make the rerun notebook fast.
 WITHOUT_STUDIES = (

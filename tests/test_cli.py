@@ -163,6 +163,17 @@ def test_usage_errors_exit_2(capsys):
     assert raised.value.code == 2
 
 
+def test_compare_offers_every_model_the_package_builds(capsys):
+    """--models takes its names from the config's list, which must be pipeline.model's."""
+    from pipeline import model
+
+    assert cli.MODEL_NAMES == tuple(model.BUILDERS)
+    assert cli.parser().parse_args(["compare"]).models == list(model.BUILDERS)
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["compare", "--models", "lab,vgg"])
+    assert "unknown model 'vgg' (choose from lab, residual, unet)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "error, code",
     [(DataError("bad file"), 2), (RunError("cell failed"), 3), (QualityRegression("worse"), 1)],
@@ -196,26 +207,6 @@ def test_bad_data_exits_2_and_writes_no_run(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_data_limit_beyond_the_data_exits_2(tmp_path, capsys):
-    out = tmp_path / "reports"
-    code = cli.main(
-        [
-            "build",
-            "--profile",
-            "quick",
-            "--set",
-            "data.train_limit=5000",
-            "--data-dir",
-            str(SUBSET_DIR),
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 2
-    assert "data.train_limit = 5000 but the train set has 4000 images" in capsys.readouterr().err
-    assert not out.exists()
-
-
 def test_out_that_is_a_file_exits_2(tmp_path, capsys):
     out = tmp_path / "reports"
     out.write_text("", encoding="utf-8")
@@ -239,6 +230,7 @@ def test_module_entry_point_runs():
 @pytest.mark.parametrize(
     "setting, message",
     [
+        ("data.train_limit=5000", "data.train_limit = 5000 but the train set has 4000 images"),
         ("data.test_limit=1", "data.test_limit = 1 leaves no test image of T-shirt/top, Trouser,"),
         (
             "data.train_limit=9",

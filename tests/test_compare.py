@@ -18,7 +18,7 @@ def test_lab_keeps_the_labs_recipe_and_others_their_own():
     assert lab.training == config.training and lab.model.name == "lab"
     unet = compare.variant(config, "unet")
     assert unet.model.name == "unet" and unet.training.loss == "mse"
-    assert unet.training.epochs == compare.RECIPES["unet"]["epochs"]
+    assert unet.training.epochs == compare.TRAINING_RECIPES["unet"]["epochs"]
 
 
 def test_quick_profile_keeps_its_epochs_and_std_range_changes_only_the_noise():

@@ -1,7 +1,7 @@
 """Bad input, faults and interruptions: each ends in one line, the right exit code, and no
 damage: no traceback, no half-written report marked `latest`, no earlier run touched.
 
-The table is the contract; README "Exit codes" and the issue note list the same cases."""
+The table is the contract; README "Exit codes" lists the same cases."""
 
 import gzip
 import json
@@ -93,9 +93,9 @@ def _metric(path, raw):
 
 
 MSE, PSNR, SSIM = (
-    ("evaluation", "mse", "mean"),
-    ("evaluation", "psnr_of_mean_mse"),
-    ("evaluation", "ssim", "mean"),
+    ("reconstruction", "mse", "mean"),
+    ("reconstruction", "psnr_of_mean_mse"),
+    ("reconstruction", "ssim", "mean"),
 )
 VAL_LOSS = ("training", "val_loss")
 DEEP = 100_000
@@ -367,7 +367,7 @@ CASES = [
         2,
         (
             "not a dae-report metrics.json "
-            '($.evaluation.mse.mean must be a finite number, got "0.0118")'
+            '($.reconstruction.mse.mean must be a finite number, got "0.0118")'
         ),
     ),
     (
@@ -375,7 +375,7 @@ CASES = [
         ["--compare-to", "{tmp}/baseline.json"],
         _metric(SSIM, "true"),
         2,
-        "($.evaluation.ssim.mean must be a finite number, got true)",
+        "($.reconstruction.ssim.mean must be a finite number, got true)",
     ),
     (
         "--compare-to: NaN",
@@ -396,14 +396,14 @@ CASES = [
         ["--compare-to", "{tmp}/baseline.json"],
         _metric(PSNR, "1e400"),
         2,
-        "($.evaluation.psnr_of_mean_mse must be a finite number, got Infinity)",
+        "($.reconstruction.psnr_of_mean_mse must be a finite number, got Infinity)",
     ),
     (
         "--compare-to: a 400-digit integer",
         ["--compare-to", "{tmp}/baseline.json"],
         _metric(MSE, "1" + "0" * 400),
         2,
-        "($.evaluation.mse.mean must be a finite number, got 1000000000",
+        "($.reconstruction.mse.mean must be a finite number, got 1000000000",
     ),
     (
         "--compare-to: 100 000-deep nesting",

@@ -233,7 +233,7 @@ STAGE_LINE = re.compile(
     r"\[(?P<n>\d)/6\] (?P<name>\w+) +(?P<detail>.*?)  \((?P<seconds>\d+\.\d) s\)"
 )
 NOTEBOOK_STARTS = "[2/6] notebook the lab, executed by papermill → answer-key.ipynb"
-STAGES = ["data", "notebook", "compare", "html", "pdf", "handout"]  # with --handout
+STAGES = ["data", "notebook", "gate", "html", "pdf", "handout"]  # with --handout
 
 
 def test_a_builds_terminal_shows_each_stage_in_order(quick_build):
