@@ -11,12 +11,26 @@ from pipeline.errors import ConfigError
 
 # (name, where in metrics.json, better when "lower" or "higher", threshold field, relative?)
 HEADLINES = (
-    ("mse_mean", ("evaluation", "mse", "mean"), "lower", "mse_relative", True),
-    ("mse_median", ("evaluation", "mse", "median"), "lower", "mse_relative", True),
-    ("psnr_db", ("evaluation", "psnr_of_mean_mse"), "higher", "psnr_db", False),
-    ("ssim_mean", ("evaluation", "ssim", "mean"), "higher", "ssim", False),
+    ("mse_mean", ("reconstruction", "mse", "mean"), "lower", "mse_relative", True),
+    ("mse_median", ("reconstruction", "mse", "median"), "lower", "mse_relative", True),
+    ("psnr_db", ("reconstruction", "psnr_of_mean_mse"), "higher", "psnr_db", False),
+    ("ssim_mean", ("reconstruction", "ssim", "mean"), "higher", "ssim", False),
     ("final_val_loss", ("training", "val_loss", -1), "lower", "val_loss_relative", True),
 )
+
+# metrics.json's top-level keys as earlier versions wrote them → as they are now, so that the
+# first build after an upgrade still compares with the last build before it.
+RENAMED_KEYS = {"evaluation": "reconstruction", "quality": "error_analysis"}
+
+
+def upgrade(metrics):
+    """An earlier version's metrics.json in today's terms: its old top-level keys renamed
+    (RENAMED_KEYS). Today's, and anything that is not a JSON object, come back unchanged."""
+    if isinstance(metrics, dict):
+        for old, new in RENAMED_KEYS.items():
+            if old in metrics and new not in metrics:
+                metrics[new] = metrics.pop(old)
+    return metrics
 
 
 def _get(metrics: dict, path: tuple):
@@ -26,9 +40,21 @@ def _get(metrics: dict, path: tuple):
     return value
 
 
+def verdict(change: float, better: str, regressed: bool) -> str:
+    """One row's state: "regressed" (worse past its threshold), "same", "better" or
+    "worse_within_threshold". `better` is "lower" or "higher": which way is an improvement."""
+    if regressed:
+        return "regressed"
+    if change == 0:
+        return "same"
+    if (change < 0) == (better == "lower"):
+        return "better"
+    return "worse_within_threshold"
+
+
 def compare(current: dict, baseline: dict, thresholds: MaxRegression, baseline_name: str) -> dict:
-    """Each headline metric now and before, its change, and whether it regressed past its
-    threshold (relative thresholds are fractions of the earlier value)."""
+    """Each headline metric now and before, its change, whether it regressed past its
+    threshold (relative thresholds are fractions of the earlier value), and its verdict."""
     rows = []
     for name, path, better, threshold_name, relative in HEADLINES:
         now, before = float(_get(current, path)), float(_get(baseline, path))
@@ -36,6 +62,7 @@ def compare(current: dict, baseline: dict, thresholds: MaxRegression, baseline_n
         worse = change if better == "lower" else -change  # > 0 means worse
         allowed = getattr(thresholds, threshold_name)
         limit = allowed * abs(before) if relative else allowed
+        regressed = worse > limit
         rows.append(
             {
                 "name": name,
@@ -46,7 +73,8 @@ def compare(current: dict, baseline: dict, thresholds: MaxRegression, baseline_n
                 "better": better,
                 "threshold": allowed,
                 "relative_threshold": relative,
-                "regressed": worse > limit,
+                "regressed": regressed,
+                "verdict": verdict(change, better, regressed),
             }
         )
     return {
@@ -178,6 +206,7 @@ def _parse_metrics(content: bytes, reference: str | Path) -> dict:
         raise problem(f"not JSON: {error}") from None
     except ValueError:  # an integer of more than 4300 digits, past Python's conversion limit
         raise problem("a number in it has thousands of digits") from None
+    metrics = upgrade(metrics)  # a run from before the keys were renamed is still a baseline
     validator = jsonschema.Draft202012Validator(metrics_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(metrics))
     if error is not None and error.validator == "required":

@@ -133,6 +133,19 @@ def lab(config: Config) -> nbformat.NotebookNode:
     return notebook
 
 
+def passage(cell_id: str, lang: str) -> str:
+    """The text of the lab's markdown cell `cell_id` in `lang`, as the report repeats it: the
+    same catalog entry as the notebook's, without the cell's heading (the report numbers its
+    own sections) and out of its quote (the report frames its notes itself)."""
+    cells = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4).cells
+    found = [cell for cell in cells if cell.get("id") == cell_id and cell.cell_type == "markdown"]
+    if not found:
+        raise ValueError(f"{artifacts.LAB_NOTEBOOK.name} has no markdown cell {cell_id!r}")
+    lines = i18n.gettext(lang)(found[0].source).split("\n")
+    body = [re.sub(r"^> ?", "", line) for line in lines if not re.match(r"#{1,6} ", line)]
+    return "\n".join(body).strip()
+
+
 def training_code(config: Config) -> str:
     """The code cells that decide the trained model for `config`, as the template has them (any
     language): every code cell up to and including the one that fits. The model cache's key."""
@@ -323,8 +336,6 @@ def execute(run_dir: Path, config: Config, harness: dict, keras_home: Path, stre
     `keras_home` holds datasets/fashion-mnist, so the lab's own `load_data()` works offline.
     Progress (section headings, training epochs) goes to `stream` as it happens.
     """
-    import json
-
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -341,15 +352,7 @@ def execute(run_dir: Path, config: Config, harness: dict, keras_home: Path, stre
             stream.write(f"    ▸ {title}\n")
             stream.flush()
 
-    kernel_env = {
-        LOG_ENV: str(log_path),
-        SETTINGS_ENV: json.dumps(harness),
-        "KERAS_HOME": str(keras_home),
-        # The lab's plt.show() draws into the notebook, whatever the user's own setting.
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        "PYTHONWARNINGS": "ignore::DeprecationWarning",
-    }
+    kernel_env = _kernel_environment(log_path, harness, keras_home)
     kernel_manager = _KernelManager(
         kernel_name="python3", stderr_path=run_dir / artifacts.KERNEL_LOG
     )
@@ -369,6 +372,22 @@ def execute(run_dir: Path, config: Config, harness: dict, keras_home: Path, stre
     except PapermillExecutionError as error:
         raise _translate(error, output) from None
     return output
+
+
+def _kernel_environment(log_path: Path, harness: dict, keras_home: Path) -> dict[str, str]:
+    """What the kernel's environment gains for one run: where progress goes, the harness
+    settings, the Keras cache with the verified data, and the inline plotting backend."""
+    import json
+
+    return {
+        LOG_ENV: str(log_path),
+        SETTINGS_ENV: json.dumps(harness),
+        "KERAS_HOME": str(keras_home),
+        # The lab's plt.show() draws into the notebook, whatever the user's own setting.
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    }
 
 
 class _KernelManager(AsyncKernelManager):

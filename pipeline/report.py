@@ -1,14 +1,17 @@
 """Render the report (and the handout) from what the run saved.
 
 Compute → structure → render: the numbers are already in metrics.json; this module builds one
-plain context dict from the run folder, Jinja2 renders it (templates hold all the prose, in
-gettext catalogs for each language), and WeasyPrint prints the same HTML to PDF.
+plain context dict from the run folder, the templates get what they derive from it (verdicts,
+rankings, shares, changes) from pipeline.view, Jinja2 renders it (templates hold all the prose,
+in gettext catalogs for each language) with the locale's number filters, and WeasyPrint prints
+the same HTML to PDF.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import math
 import mimetypes
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +21,20 @@ import markupsafe
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 
-from pipeline import artifacts, i18n, logo
+from pipeline import artifacts, i18n, logo, view
 from pipeline.progress import format_duration
 
 
 def number(value: float, digits: int = 4, *, locale: str) -> str:
     """A decimal with `digits` fraction digits in the locale: 0,0118 (es), 0.0118 (en)."""
     return format_decimal(value, format=f"#,##0.{'0' * digits}", locale=locale)
+
+
+def signed(value: float, digits: int = 4, *, locale: str) -> str:
+    """A change with its sign, always: +0,00012 and -0,3 (es), +0.00012 (en). Negative zero
+    keeps its minus sign, as Python's "%+f" does."""
+    sign = "-" if math.copysign(1.0, value) < 0 else "+"
+    return sign + number(abs(value), digits, locale=locale)
 
 
 def integer(value: int, *, locale: str) -> str:
@@ -57,12 +67,21 @@ def environment(lang: str = i18n.SOURCE_LANGUAGE) -> jinja2.Environment:
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)
     env.filters.update(
         number=functools.partial(number, locale=lang),
+        signed=functools.partial(signed, locale=lang),
         integer=functools.partial(integer, locale=lang),
         percent=functools.partial(percent, locale=lang),
         shape=shape,
         duration=format_duration,
     )
     env.globals["lang"] = lang
+    # What each template shows of the metrics, decided in Python (pipeline.view); the lab's own
+    # prose, from the lab notebook, where the report repeats it.
+    env.globals.update(
+        report_view=view.report,
+        answers_view=view.answers,
+        comparison_view=view.comparison,
+        lab_text=functools.partial(lab_text, lang=lang),
+    )
     return env
 
 
@@ -181,13 +200,27 @@ def render_failure(run_id: str, stage: str | None, message: str, log: list[str],
     return environment(lang).get_template("failure.html.j2").render(values)
 
 
-def render_handout(notebook, config: dict, started: datetime) -> str:
-    """The handout notebook as a printable page: markdown cells rendered, code cells boxed."""
+def markdown_html(text: str) -> markupsafe.Markup:
+    """Notebook markdown as HTML: CommonMark and tables, raw HTML in it escaped."""
     from markdown_it import MarkdownIt
 
     markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+    return markupsafe.Markup(markdown.render(text))
+
+
+@functools.cache
+def lab_text(cell_id: str, *, lang: str) -> markupsafe.Markup:
+    """A markdown cell of the lab notebook that the report repeats (pipeline.notebook.passage),
+    in `lang`, as HTML: the notebook is the text's one home, its catalog entry its one msgid."""
+    from pipeline import notebook
+
+    return markdown_html(notebook.passage(cell_id, lang))
+
+
+def render_handout(notebook, config: dict, started: datetime) -> str:
+    """The handout notebook as a printable page: markdown cells rendered, code cells boxed."""
     cells = [
-        {"kind": "markdown", "html": markupsafe.Markup(markdown.render(cell.source))}
+        {"kind": "markdown", "html": markdown_html(cell.source)}
         if cell.cell_type == "markdown"
         else {"kind": "code", "source": cell.source}
         for cell in notebook.cells

@@ -9,7 +9,7 @@ from pipeline.errors import ConfigError
 
 def metrics(mse=0.0118, psnr=19.3, ssim=0.80, val_loss=0.278, median=0.0106):
     return {
-        "evaluation": {
+        "reconstruction": {
             "mse": {"mean": mse, "median": median},
             "psnr_of_mean_mse": psnr,
             "ssim": {"mean": ssim},
@@ -38,6 +38,56 @@ def test_unchanged_run_has_no_regression():
 )
 def test_thresholds(now, regressed):
     assert gate.compare(now, metrics(), MaxRegression(), "earlier")["regressions"] == regressed
+
+
+@pytest.mark.parametrize(
+    "now, verdicts",
+    [
+        (metrics(), ["same"] * 5),
+        (
+            metrics(mse=0.0125, median=0.0100, psnr=19.2, ssim=0.81, val_loss=0.279),
+            ["regressed", "better", "worse_within_threshold", "better", "worse_within_threshold"],
+        ),
+        (metrics(psnr=19.4, ssim=0.70), ["same", "same", "better", "regressed", "same"]),
+    ],
+)
+def test_each_row_has_its_verdict(now, verdicts):
+    """Lower is better for MSE and val_loss, higher for PSNR and SSIM; past the threshold is a
+    regression, whichever the direction."""
+    rows = gate.compare(now, metrics(), MaxRegression(), "earlier")["rows"]
+    assert [row["verdict"] for row in rows] == verdicts
+
+
+@pytest.mark.parametrize(
+    "change, better, regressed, expected",
+    [
+        (0.0, "lower", False, "same"),
+        (-0.1, "lower", False, "better"),
+        (0.1, "lower", False, "worse_within_threshold"),
+        (0.1, "higher", False, "better"),
+        (-0.1, "higher", False, "worse_within_threshold"),
+        (-0.1, "higher", True, "regressed"),
+    ],
+)
+def test_verdict(change, better, regressed, expected):
+    assert gate.verdict(change, better, regressed) == expected
+
+
+def test_a_run_from_before_the_rename_is_still_a_baseline(tmp_path):
+    """metrics.json of an earlier version says "evaluation" (now "reconstruction") and
+    "quality" (now "error_analysis"): the first build after an upgrade compares with it."""
+    old = metrics()
+    old["evaluation"] = old.pop("reconstruction")
+    old["quality"] = {"sharpness": 0.6}
+    run = tmp_path / "20260101-000000-quick"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps(old), encoding="utf-8")
+    loaded, name = gate.load_baseline(run)
+    assert name == run.name and "evaluation" not in loaded and "quality" not in loaded
+    assert loaded["reconstruction"] == metrics()["reconstruction"]
+    assert loaded["error_analysis"] == {"sharpness": 0.6}
+    assert gate.compare(metrics(), loaded, MaxRegression(), name)["regressions"] == []
+    assert gate.upgrade(metrics()) == metrics()  # today's metrics are left as they are
 
 
 def test_thresholds_come_from_config():

@@ -42,6 +42,33 @@ def test_every_lab_section_is_in_the_notebook():
         assert any(title.startswith(f"Sección {number} ") for title in titles), number
 
 
+def test_the_report_takes_the_labs_own_text_from_the_notebook():
+    """Passages the report repeats (objective, notes, section 9) have one home, a markdown cell
+    of the lab, and one catalog entry: the report shows the cell's text in its language, without
+    the cell's heading and out of its quote."""
+    import re
+
+    used = re.findall(
+        r'lab_text\("([^"]+)"\)',
+        (artifacts.TEMPLATES_DIR / "report.html.j2").read_text(encoding="utf-8"),
+    )
+    assert len(used) >= 6
+    lab = {
+        cell.get("id"): cell for cell in nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4).cells
+    }
+    for cell_id in used:
+        for lang in ("es", "en"):
+            text = notebook.passage(cell_id, lang)
+            assert text and not text.startswith(("#", ">")), (cell_id, lang)
+        source = lab[cell_id].source
+        assert notebook.passage(cell_id, "es") in source.replace("> ", "").replace(">\n", "\n")
+    section_9 = notebook.passage("seccion-9-consideraciones", "en")
+    assert section_9.startswith("- **Noise selection.** The type") and "Sección" not in section_9
+    assert notebook.passage("reflexion-ruido", "es").startswith("**Reflexión.** Observa")
+    with pytest.raises(ValueError, match="no markdown cell 'parameters'"):
+        notebook.passage("parameters", "es")  # a code cell is no passage
+
+
 class _Failure:
     def __init__(self, ename, evalue, cell_index=0):
         self.ename, self.evalue, self.exec_count, self.cell_index = ename, evalue, 7, cell_index
@@ -315,7 +342,7 @@ def test_noise_and_split_equal_the_package_bit_for_bit(subset, overrides):
     config = _config(*overrides)
     lab = notebook.lab(config)
     train, test = data.to_unit_float(subset[0]), data.to_unit_float(subset[1])
-    constants = _run(lab.cells[2].source)
+    constants = _run(_cell(lab, "parameters"))
     values = _run(
         _cell(lab, "noise"),
         x_train=train,
@@ -354,7 +381,7 @@ def test_the_notebook_model_is_the_package_model(name):
     config = _config(f"model.name={name}", "model.width=16")
     lab = notebook.lab(config)
     code = _cell(lab, "model").replace("denoising_autoencoder.summary()", "")
-    ours = _run(code, **_upper(_run(lab.cells[2].source)), print=lambda *args: None)[
+    ours = _run(code, **_upper(_run(_cell(lab, "parameters"))), print=lambda *args: None)[
         "denoising_autoencoder"
     ]
     theirs = lab_model.build(name, 16)

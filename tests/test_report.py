@@ -52,6 +52,11 @@ SECTION_TITLES = {
 }
 
 
+def sample_metrics() -> dict:
+    """The committed quick run's metrics.json."""
+    return artifacts.read_json(RUN_SAMPLE_DIR / "metrics.json")
+
+
 def sample_values(lang="es"):
     config = artifacts.read_json(RUN_SAMPLE_DIR / "config.json")
     config["report"]["lang"] = lang
@@ -64,7 +69,7 @@ def sample_values(lang="es"):
         "provenance": None,
         "course": report.course(config, datetime(2026, 11, 25, 12, 0)),
         "config": config,
-        "metrics": artifacts.read_json(RUN_SAMPLE_DIR / "metrics.json"),
+        "metrics": sample_metrics(),
         "figures": {name: f"data:image/svg+xml;base64,{name}" for name in FIGURE_NAMES},
     }
 
@@ -96,12 +101,12 @@ def test_every_section_figure_and_table_is_there(values):
 
 
 def test_numbers_come_from_metrics_in_the_report_language(values):
-    values["metrics"]["evaluation"]["mse"]["mean"] = 0.011834
+    values["metrics"]["reconstruction"]["mse"]["mean"] = 0.011834
     values["metrics"]["model"]["parameters"] = 74497
     text = text_of(report.render_html(values))
     assert "0,0118" in text and "74.497" in text and "Sneaker" in text
     english = sample_values("en")
-    english["metrics"]["evaluation"]["mse"]["mean"] = 0.011834
+    english["metrics"]["reconstruction"]["mse"]["mean"] = 0.011834
     text = text_of(report.render_html(english))
     assert "0.0118" in text and "74,497" in text
 
@@ -140,7 +145,7 @@ def test_overfitting_answer_follows_the_verdict(change, expected):
 )
 def test_blur_answer_follows_the_measure(sharpness, expected):
     metrics = sample_values()["metrics"]
-    metrics["quality"]["sharpness"] = sharpness
+    metrics["error_analysis"]["sharpness"] = sharpness
     assert expected in text_of(report.answer("blur", metrics, "es"))
 
 
@@ -180,7 +185,7 @@ def test_course_details_and_logo_on_the_cover(values, tmp_path):
 
 def test_a_missing_value_is_an_error_not_a_blank(values):
     broken = copy.deepcopy(values)
-    del broken["metrics"]["evaluation"]["mse"]["median"]
+    del broken["metrics"]["reconstruction"]["mse"]["median"]
     with pytest.raises(jinja2.UndefinedError, match="median"):
         report.render_html(broken)
 
@@ -197,6 +202,53 @@ def test_reduced_profile_is_flagged_on_the_cover(values):
 )
 def test_number_filter(value, digits, locale, expected):
     assert report.number(value, digits, locale=locale) == expected
+
+
+@pytest.mark.parametrize(
+    "value, digits, locale, expected",
+    [
+        (0.003981, 5, "es", "+0,00398"),
+        (-0.000366, 5, "es", "-0,00037"),
+        (0.0, 5, "es", "+0,00000"),
+        (-0.0, 1, "en", "-0.0"),  # as "%+.1f" prints it
+        (-1e-9, 5, "en", "-0.00000"),
+        (11.1, 1, "en", "+11.1"),
+    ],
+)
+def test_signed_filter(value, digits, locale, expected):
+    assert report.signed(value, digits, locale=locale) == expected
+
+
+def test_comparison_appendix_in_the_report_language():
+    """Each row's state is gate.compare's verdict, and its change a signed number in the
+    report's language (decimal comma in Spanish)."""
+    values = sample_values()
+    rows = values["metrics"]["comparison"]["rows"]
+    rows[0].update(change=0.003981, relative_change=0.111, regressed=True, verdict="regressed")
+    rows[1].update(change=-0.000366, relative_change=-0.0099, verdict="better")
+    rows[4].update(change=0.00181, relative_change=0.005, verdict="worse_within_threshold")
+    text = text_of(report.render_html(values))
+    assert "+0,00398 (+11,1 %) 5,0% ▼ regresión" in text
+    assert "-0,00037 (-1,0 %) 5,0% mejor" in text
+    assert "+0,00000 (+0,0 %) 0,30 igual" in text
+    assert "+0,00181 (+0,5 %) 2,0% peor, dentro del umbral" in text
+    english = sample_values("en")
+    english["metrics"]["comparison"]["rows"][1].update(change=-0.000366, relative_change=-0.0099)
+    assert "-0.00037 (-1.0 %)" in text_of(report.render_html(english))
+
+
+@pytest.mark.parametrize(
+    "lang, expected",
+    [
+        ("es", "Selección de ruido. El tipo y la intensidad del ruido"),
+        ("en", "Noise selection. The type and intensity of the noise"),
+    ],
+)
+def test_the_labs_own_text_comes_from_the_notebook(lang, expected):
+    """Section 9 and the notes are the lab notebook's cells, in the report's language."""
+    html = report.render_html(sample_values(lang))
+    assert expected in text_of(html)
+    assert "<li><strong>" in html and "Sección 9 –" not in html and "Section 9 –" not in html
 
 
 def test_context_reads_the_run_folder(tmp_path):
