@@ -48,7 +48,7 @@ class LabOutputs:
     x_test_noisy: np.ndarray
     x_test_denoised: np.ndarray  # the model's reconstructions of x_test_noisy
     predict: Callable[[np.ndarray], np.ndarray]  # the trained model, for images it has not seen
-    model_summary: dict  # pipeline.model.describe of the trained model
+    model_summary: dict  # pipeline.model.architecture of the trained model
 
     @classmethod
     def collect(cls, namespace: dict, batch_size: int) -> LabOutputs:
@@ -62,7 +62,7 @@ class LabOutputs:
         return cls(
             **values,
             predict=lambda images: model.predict(images, batch_size=batch_size, verbose=0),
-            model_summary=lab_model.describe(model),
+            model_summary=lab_model.architecture(model),
         )
 
 

@@ -157,8 +157,8 @@ def train_and_evaluate(
 
     from pipeline import train
     from pipeline.config import loss_for
+    from pipeline.model import architecture
     from pipeline.model import build as build_model
-    from pipeline.model import describe as describe_model
 
     config = run.config
     settings = variant(config, name, levels)
@@ -185,7 +185,7 @@ def train_and_evaluate(
             "width": settings.model.width,
             "loss": loss_for(name, settings.training.loss),
         },
-        "parameters": describe_model(model)["parameters"],
+        "parameters": architecture(model)["parameters"],
         "history": history,
         "training_seconds": history["seconds"],
         "seconds_per_image": seconds_per_image,

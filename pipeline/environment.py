@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 
-def describe() -> dict:
+def versions_and_devices() -> dict:
     """Versions and devices as plain data (imports TensorFlow)."""
     import keras
     import numpy

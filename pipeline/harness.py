@@ -34,7 +34,7 @@ def start(namespace: dict) -> None:
     config = Config.from_dict(values["config"])
     environment.seed_everything(namespace.get("SEED", config.seed))
     _run.clear()
-    _run.update(values, config=config, environment=environment.describe())
+    _run.update(values, config=config, environment=environment.versions_and_devices())
 
 
 def before_training(model) -> None:

@@ -31,7 +31,7 @@ def build_lab_autoencoder() -> keras.Model:
     return keras.Model(inputs, outputs, name="denoising_autoencoder")
 
 
-def describe(model: keras.Model) -> dict:
+def architecture(model: keras.Model) -> dict:
     """The model summary as plain data, for metrics.json and the report's table."""
     return {
         "name": model.name,

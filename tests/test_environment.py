@@ -27,10 +27,11 @@ def op_determinism():
     (tf_config.enable_op_determinism if was else tf_config.disable_op_determinism)()
 
 
-def test_describe_gives_the_installed_versions_and_no_gpu_when_none_is_visible():
+def test_versions_and_devices_gives_the_installed_versions_and_no_gpu_when_none_is_visible():
     """In its own process, with CUDA_VISIBLE_DEVICES=-1: no GPU, whatever the machine has."""
     script = (
-        "import json\nfrom pipeline import environment\nprint(json.dumps(environment.describe()))"
+        "import json\nfrom pipeline import environment\n"
+        "print(json.dumps(environment.versions_and_devices()))"
     )
     environment_variables = {
         **os.environ,

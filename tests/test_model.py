@@ -29,8 +29,8 @@ def test_output_is_an_image_in_the_unit_interval():
     assert output.min() >= 0.0 and output.max() <= 1.0
 
 
-def test_describe_is_plain_data():
-    summary = model.describe(model.build_lab_autoencoder())
+def test_architecture_is_plain_data():
+    summary = model.architecture(model.build_lab_autoencoder())
     assert summary["parameters"] == 74_497
     assert summary["latent_shape"] == [7, 7, 64]
     assert sum(layer["parameters"] for layer in summary["layers"]) == 74_497
