@@ -262,8 +262,10 @@ def baselines_answer(baselines: dict | None, reconstruction: dict) -> dict | Non
     bias changes on average (None without a corrected variant)."""
     if not baselines:
         return None
+    from pipeline.baselines import best as best_row  # SciPy: only when there are baselines
+
     rows = baselines["rows"]
-    best = _by_psnr(rows)[0]
+    best = best_row(rows)
     model_psnr = reconstruction["psnr_of_mean_mse"]
     as_is = [row["psnr_of_mean_mse"] for row in rows if row["variant"] == "as_is"]
     corrected = [row["psnr_of_mean_mse"] for row in rows if row["variant"] == "corrected"]
