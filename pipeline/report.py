@@ -30,6 +30,11 @@ def number(value: float, digits: int = 4, *, locale: str) -> str:
     return format_decimal(value, format=f"#,##0.{'0' * digits}", locale=locale)
 
 
+def decimal(value: float, *, locale: str) -> str:
+    """A setting as given, in the locale, without padding: 0,001 (es), 0.001 (en), 0,0003."""
+    return format_decimal(value, format="#,##0.############", locale=locale)
+
+
 def signed(value: float, digits: int = 4, *, locale: str) -> str:
     """A change with its sign, always: +0,00012 and -0,3 (es), +0.00012 (en). Negative zero
     keeps its minus sign, as Python's "%+f" does."""
@@ -67,6 +72,7 @@ def environment(lang: str = i18n.SOURCE_LANGUAGE) -> jinja2.Environment:
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)
     env.filters.update(
         number=functools.partial(number, locale=lang),
+        decimal=functools.partial(decimal, locale=lang),
         signed=functools.partial(signed, locale=lang),
         integer=functools.partial(integer, locale=lang),
         percent=functools.partial(percent, locale=lang),

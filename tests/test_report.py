@@ -310,3 +310,16 @@ def test_the_contents_page_gives_the_page_each_section_starts_on(quick_build):
             index + 1 for index in range(contents + 1, len(pages)) if title in pages[index]
         )
         assert number == starts, title
+
+
+@pytest.mark.parametrize(
+    "lang, value, expected",
+    [("es", 0.001, "0,001"), ("en", 0.001, "0.001"), ("es", 3e-4, "0,0003"), ("es", 2.0, "2")],
+)
+def test_a_setting_prints_as_given_in_the_locale(lang, value, expected):
+    assert report.decimal(value, locale=lang) == expected
+
+
+def test_the_spanish_report_writes_the_learning_rate_with_a_decimal_comma():
+    html = report.render_html(sample_values("es"))
+    assert "tasa de aprendizaje 0,001" in html and "tasa de aprendizaje 0.001" not in html
