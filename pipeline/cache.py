@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline import artifacts, provenance
+from pipeline.config import differences
 from pipeline.errors import DaeReportError
 from pipeline.progress import report
 
@@ -224,7 +225,9 @@ class ModelCache:
                 "resumed_from_epoch": resumed_from_epoch,
             }
         previous = self._latest_record()
-        changed = sorted(_changed(previous["inputs"], self.inputs)) if previous is not None else []
+        changed = (
+            sorted(differences(previous["inputs"], self.inputs)) if previous is not None else []
+        )
         return {
             "trained": True,
             "key": self.key,
@@ -248,19 +251,6 @@ class ModelCache:
             ):
                 records.append(record)
         return max(records, key=lambda record: record["stored"], default=None)
-
-
-def _changed(before: dict, after: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the leaves that differ: config.training.epochs, code.train.py, …"""
-    names = []
-    for key in sorted(set(before) | set(after)):
-        name = f"{prefix}{key}"
-        old, new = before.get(key), after.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            names += _changed(old, new, f"{name}.")
-        elif old != new:
-            names.append(name)
-    return names
 
 
 # The notebook's outputs that a later build may reuse; figures/ is copied whole.

@@ -197,6 +197,20 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+def differences(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> dict:
+    """{dotted key: (before, after)} for each leaf that differs between two nested dicts (two
+    configs' `to_dict()` or config.json, a cache's inputs); a key one side lacks is None there."""
+    changed = {}
+    for key in sorted(set(before) | set(after)):
+        name = f"{prefix}{key}"
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            changed.update(differences(old, new, f"{name}."))
+        elif old != new:
+            changed[name] = (old, new)
+    return changed
+
+
 def load_config(
     profile: str = "full",
     config_file: str | Path | None = None,

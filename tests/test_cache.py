@@ -206,10 +206,16 @@ def test_dataset_digests_change_both_keys(tmp_path, installed_keys):
     assert model != installed_keys[0] and notebook != installed_keys[1]
 
 
-def test_changed_names_the_leaves():
+def test_differences_name_the_leaves_with_both_values():
+    from pipeline.config import differences
+
     before = {"config": {"training": {"epochs": 2, "batch_size": 256}}, "code": {"train.py": "a"}}
     after = {"config": {"training": {"epochs": 3, "batch_size": 256}}, "code": {"train.py": "b"}}
-    assert cache._changed(before, after) == ["code.train.py", "config.training.epochs"]
+    assert differences(before, after) == {
+        "code.train.py": ("a", "b"),
+        "config.training.epochs": (2, 3),
+    }
+    assert differences({"a": {"b": 1}}, {"a": {}, "c": 2}) == {"a.b": (1, None), "c": (None, 2)}
 
 
 @pytest.fixture
