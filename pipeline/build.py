@@ -76,12 +76,7 @@ def data_stage(stages: Stages, config: Config, data_dir: Path | None) -> dict:
     with stages.run("data") as stage:
         folder = data.locate(data_dir)
         dataset = data.load(folder)
-        train_images, _ = data.limit(
-            dataset.train_images, dataset.train_labels, config.data.train_limit, "train"
-        )
-        data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")
-        data.validation_size(len(train_images), config.split.val_fraction)
-        data.require_every_class(dataset.test_labels, config.data.test_limit, "test")
+        check_data(config, dataset)
         stage.detail = f"{folder} (verified)"
         # The kernel loads its own copy: this process needs no 50 MB of images.
         return {
@@ -91,15 +86,23 @@ def data_stage(stages: Stages, config: Config, data_dir: Path | None) -> dict:
         }
 
 
+def check_data(config: Config, dataset: data.Dataset) -> None:
+    """The config's limits against the data (DataError, exit 2): enough images for the limits,
+    for the validation split, and of every class in the test set."""
+    train_images, _ = data.limit(
+        dataset.train_images, dataset.train_labels, config.data.train_limit, "train"
+    )
+    data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")
+    data.validation_size(len(train_images), config.split.val_fraction)
+    data.require_every_class(dataset.test_labels, config.data.test_limit, "test")
+
+
 def notebook_stage(run: Run, dataset: dict, retrain: bool) -> tuple[str, Path | None]:
     """The lab notebook, executed (answer-key.ipynb, metrics.json, figures/, model.keras), or an
     earlier run's outputs when nothing the notebook uses changed. Returns the notebook's cache
     key and the earlier run reused, if any."""
     config, run_dir, cache_root = run.config, run.folder, run.out_dir / cache.CACHE_DIR
-    training_inputs = cache.training_inputs(
-        config.to_dict(), dataset["digests"], notebook.training_code(config)
-    )
-    notebook_key = cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[:16]
+    training_inputs, notebook_key = notebook_keys(config, dataset["digests"])
     with run.stages.run("notebook", "the lab, executed by papermill → answer-key.ipynb") as stage:
         # An earlier run's outputs, each checked against its digest as it is copied; a
         # damaged entry is discarded with one line, and the notebook runs again.
@@ -112,8 +115,23 @@ def notebook_stage(run: Run, dataset: dict, retrain: bool) -> tuple[str, Path | 
             stage.detail = f"reused {earlier.name}'s outputs: nothing the notebook uses changed"
         else:
             run_notebook(run_dir, config, dataset, training_inputs, cache_root, retrain, run.stream)
+        answers = nbformat.read(run_dir / artifacts.ANSWER_KEY, as_version=4)
+        copy = config.report.instructor_copy
+        notebook.mark_instructor_copy(answers, config.report.lang, copy)
+        artifacts.write_text(run_dir / artifacts.ANSWER_KEY, nbformat.writes(answers))
     run.record.notebook = {"key": notebook_key, "reused_from": earlier.name if earlier else None}
     return notebook_key, earlier
+
+
+def notebook_keys(config: Config, digests: dict[str, str]) -> tuple[dict, str]:
+    """What the training depends on (the model cache's inputs) and the notebook's cache key:
+    two configs with the same key give the same executed notebook, metrics and figures."""
+    training_inputs = cache.training_inputs(
+        config.to_dict(), digests, notebook.training_code(config)
+    )
+    return training_inputs, cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[
+        :16
+    ]
 
 
 def gate_stage(run: Run, baseline: tuple | None) -> tuple[dict | None, str]:

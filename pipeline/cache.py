@@ -58,6 +58,7 @@ PRESENTATION = (
     "report.institution",
     "report.date",
     "report.logo",
+    "report.instructor_copy",  # marks the report and answer key after the notebook has run
     # The quality gate: read by the gate stage, after the notebook has run.
     "quality.max_regression.psnr_db",
     "quality.max_regression.mse_relative",

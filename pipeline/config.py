@@ -144,6 +144,9 @@ class ReportConfig:
     institution: str | None = None
     date: str | None = None  # None: the day of the run
     logo: str | None = field(default=None, metadata={"file": LOGO_TYPES})  # a local image
+    # The instructor's copy: every page of the report and the answer key says "do not
+    # distribute" (`dae-report batch` sets it for each variant's key).
+    instructor_copy: bool = False
 
 
 @dataclass(frozen=True)

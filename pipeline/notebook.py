@@ -215,6 +215,33 @@ def answer_key(
     return executed
 
 
+INSTRUCTOR_COPY = "Solucionario: no distribuir"
+
+
+def mark_instructor_copy(answers: nbformat.NotebookNode, lang: str, marked: bool):
+    """The answer key with the instructor's-copy line on top, before each section and at the
+    end (a printed notebook carries it on every page), or without it. Earlier marks are removed
+    first: a key reused from another build gets this build's marks, never two."""
+    cells = [cell for cell in answers.cells if not cell.metadata.get(METADATA, {}).get("copy")]
+    if marked:
+        line = f"**⚠ {i18n.gettext(lang)(INSTRUCTOR_COPY)}**"
+        marked_cells = []
+        for cell in cells:
+            if not marked_cells or (cell.cell_type == "markdown" and cell.source.startswith("## ")):
+                marked_cells.append(_copy_mark(line))
+            marked_cells.append(cell)
+        cells = [*marked_cells, _copy_mark(line)]
+    answers.cells = cells
+    answers.metadata.setdefault(METADATA, {})["instructor_copy"] = marked
+    return answers
+
+
+def _copy_mark(line: str) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_markdown_cell(line)
+    cell.metadata[METADATA] = {"copy": True}
+    return cell
+
+
 def _constants_cell(config: Config, translate) -> str:
     lines = [f"# {translate(PARAMETERS_TITLE)}"]
     for name, value in constants(config).items():

@@ -517,3 +517,24 @@ def test_handout_runs_up_to_the_first_gap_and_its_check_fails(tmp_path, monkeypa
     assert len(ran) == len(
         [c for c in executed.cells[: executed.cells.index(failed) + 1] if c.cell_type == "code"]
     )
+
+
+def test_the_instructors_copy_marks_the_answer_key_once_and_comes_off_again():
+    answers = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Lab"),
+            nbformat.v4.new_markdown_cell("## Sección 1"),
+            nbformat.v4.new_code_cell("x = 1"),
+            nbformat.v4.new_markdown_cell("## Sección 2"),
+        ]
+    )
+    plain = [cell.source for cell in answers.cells]
+    mark = "**⚠ Answer key: do not distribute**"
+    for _ in range(2):  # a key reused from a marked build is not marked twice
+        notebook.mark_instructor_copy(answers, "en", True)
+        sources = [cell.source for cell in answers.cells]
+        assert sources == [mark, "# Lab", mark, "## Sección 1", "x = 1", mark, "## Sección 2", mark]
+        assert answers.metadata["dae_report"]["instructor_copy"] is True
+    notebook.mark_instructor_copy(answers, "es", False)
+    assert [cell.source for cell in answers.cells] == plain
+    assert answers.metadata["dae_report"]["instructor_copy"] is False

@@ -323,3 +323,27 @@ def test_a_setting_prints_as_given_in_the_locale(lang, value, expected):
 def test_the_spanish_report_writes_the_learning_rate_with_a_decimal_comma():
     html = report.render_html(sample_values("es"))
     assert "tasa de aprendizaje 0,001" in html and "tasa de aprendizaje 0.001" not in html
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("gaussian", "Gaussian, mean 0.0, standard deviation 0.40, clipped to [0, 1]"),
+        ("speckle", "speckle (multiplicative), standard deviation 0.40, clipped to [0, 1]"),
+        ("poisson", "Poisson, 10 photons at white"),
+        ("salt_pepper", "salt and pepper, 10.0% of the pixels"),
+    ],
+)
+def test_the_cover_names_the_noise_the_model_trained_on(kind, expected):
+    values = sample_values("en")
+    values["config"]["noise"]["type"] = kind
+    assert f"Noise {expected}" in text_of(report.render_html(values))
+
+
+def test_the_instructors_copy_is_marked_on_every_page_and_on_screen():
+    values = sample_values("en")
+    assert "do not distribute" not in report.render_html(values)
+    values["config"]["report"]["instructor_copy"] = True
+    html = report.render_html(values)
+    assert '@page { @top-center { content: "Answer key: do not distribute"; } }' in html
+    assert '<p class="instructor-copy">Answer key: do not distribute</p>' in html
