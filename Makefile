@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 		|| { echo "dae-report needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[test]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dask,test]'
 	touch $@
 
 system-deps:

@@ -41,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
         help="folder (default: reports/handout/)",
     )
     _add_cache(commands)
+    _add_batch(commands)
     return main
 
 
@@ -118,6 +119,30 @@ def _add_compare(commands, settings: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_batch(commands) -> None:
+    batch = commands.add_parser(
+        "batch", help="a class set: each student's variant built, with handouts and class.csv"
+    )
+    batch.add_argument("roster", type=Path, metavar="ROSTER.csv", help="id,name[,group] per row")
+    batch.add_argument("--variants", type=Path, required=True, metavar="VARIANTS.toml")
+    batch.add_argument(
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the course secret that decides the draws (default: $DAE_COURSE_SECRET)",
+    )
+    batch.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:8786",
+        help="an existing Dask cluster (default: $DASK_SCHEDULER_ADDRESS, else a local one)",
+    )
+    batch.add_argument("--data-dir", type=Path, help="as for build")
+    batch.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)"
+    )
+    batch.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
 def _add_cache(commands) -> None:
     cache = commands.add_parser(
         "cache", help="check or empty the cache of trained models and executed notebooks"
@@ -168,6 +193,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(arguments) -> None:
     """The one library call the command stands for, with the parsed options as arguments."""
+    if arguments.command == "batch":  # each variant's config comes from VARIANTS.toml
+        from pipeline import batch
+
+        batch.batch(
+            roster_path=arguments.roster,
+            variants_path=arguments.variants,
+            out_dir=arguments.out,
+            data_dir=arguments.data_dir,
+            secret_file=arguments.secret_file,
+            scheduler=arguments.scheduler,
+        )
+        return
     if arguments.command == "cache":  # needs no config: it reads and removes cache entries
         from pipeline import cache
 
@@ -221,7 +258,7 @@ def _resolve_paths(arguments, working_dir: Path) -> None:
     relative path would point somewhere else. `$DAE_DATA_DIR` counts as the user's --data-dir."""
     if getattr(arguments, "data_dir", None) is None and os.environ.get(DATA_DIR_ENV):
         arguments.data_dir = Path(os.environ[DATA_DIR_ENV])
-    for name in ("out", "data_dir", "config", "compare_to"):
+    for name in ("out", "data_dir", "config", "compare_to", "roster", "variants", "secret_file"):
         value = getattr(arguments, name, None)
         if value is not None:
             setattr(arguments, name, absolute(value, working_dir))

@@ -40,6 +40,12 @@ def _get(metrics: dict, path: tuple):
     return value
 
 
+def headlines(metrics: dict) -> dict[str, float]:
+    """The headline metrics by name (HEADLINES' order): what the gate compares, and what a
+    class set lists per variant."""
+    return {name: float(_get(metrics, path)) for name, path, *_ in HEADLINES}
+
+
 def verdict(change: float, better: str, regressed: bool) -> str:
     """One row's state: "regressed" (worse past its threshold), "same", "better" or
     "worse_within_threshold". `better` is "lower" or "higher": which way is an improvement."""

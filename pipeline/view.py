@@ -9,6 +9,9 @@ formatting each number through pipeline.report's locale filters. A template call
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pipeline import artifacts
 from pipeline.evaluate import ANOMALIES_SHOWN
 
 # --- Where the answers draw their lines (each verdict is stated in the answer's own words) ---
@@ -348,4 +351,39 @@ def random_levels(models: list[dict]) -> dict | None:
             {"std": point["std"], "fixed": point["psnr"], "random": other["psnr"]}
             for point, other in zip(fixed["curve"], randomised["curve"], strict=True)
         ],
+    }
+
+
+# --- `dae-report batch`: the class set's index (templates/batch.html.j2) ---
+
+BATCH_FILES = (  # what a built variant's row links to, in this order
+    artifacts.REPORT_HTML,
+    artifacts.REPORT_PDF,
+    artifacts.ANSWER_KEY,
+    artifacts.HANDOUT_NOTEBOOK,
+)
+FAILED_FILES = (artifacts.FAILURE_HTML, artifacts.FAILURE_LOG)
+
+
+def batch(record: dict, folder: Path) -> dict:
+    """batch.json as the index shows it: counts, the varying settings as columns, each variant's
+    links (only files that exist, relative to the batch folder) and every student's row."""
+    variants = record["variants"]
+    rows = []
+    for variant in variants:
+        names = FAILED_FILES if variant["status"] == "failed" else BATCH_FILES
+        run = variant["run"]
+        files = [f"{run}/{name}" for name in names if run and (folder / run / name).is_file()]
+        rows.append({**variant, "files": files})
+    statuses = [variant["status"] for variant in variants]
+    return {
+        "vary": list(record["vary"]),
+        "rows": rows,
+        "failed": [row for row in rows if row["status"] == "failed"],
+        "students": [
+            {**student, "variant": variant["name"], "status": variant["status"]}
+            for variant in variants
+            for student in variant["students"]
+        ],
+        "counts": {status: statuses.count(status) for status in ("built", "regressed", "failed")},
     }
