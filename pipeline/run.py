@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline import artifacts, glyphs, provenance, report
+from pipeline import artifacts, glyphs, provenance, report, stops
 from pipeline.config import Config
 from pipeline.errors import DaeReportError, OutputError, RunError
 from pipeline.progress import format_duration, terminal
@@ -310,8 +310,8 @@ def _put_copy_away(copy: dict, aside: Path, run_dir: Path) -> str:
 
 def error_message(error: BaseException) -> str:
     """The error in one line, as failure.log, run.json and the terminal give it."""
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
+    if isinstance(error, KeyboardInterrupt):  # Ctrl-C, SIGTERM or --timeout (pipeline.stops)
+        return stops.message(error)
     if isinstance(error, DaeReportError):
         return str(error)
     return f"{type(error).__name__}: {error}"

@@ -979,17 +979,26 @@ def test_bad_input_found_once_the_run_started_is_a_run_failure(tmp_path):
 TWO_EPOCHS = [*TINY, "--set", "training.epochs=2"]
 
 
-@pytest.mark.parametrize("stop", ["SIGINT to the build (Ctrl-C)", "SIGKILL to its process group"])
+# How a test stops a build, and the line the build ends with (None: killed, it says nothing).
+STOPS = {
+    "SIGINT to the build (Ctrl-C)": "interrupted",
+    "SIGTERM to the build (CI, systemd, Kubernetes)": "stopped by SIGTERM",
+    "SIGKILL to its process group": None,
+}
+
+
+@pytest.mark.parametrize("stop", list(STOPS))
 def test_interrupted_training_resumes_from_its_last_finished_epoch(tmp_path, stop):
-    """README: an interrupted training (Ctrl-C, killed process) resumes from its last finished
-    epoch on the next build with the same config."""
+    """README: an interrupted training (Ctrl-C, SIGTERM, killed process) resumes from its last
+    finished epoch on the next build with the same config."""
     out, flag = tmp_path / "reports", tmp_path / "second-epoch"
     process = _build(out, *TWO_EPOCHS, env=_hold_after_the_first_epoch(tmp_path, flag))
     _wait_for(flag.exists, process)
     (backup,) = (out / ".cache" / "backup").iterdir()  # the resume state, epoch 1 finished
     assert json.loads((backup / "training_metadata.json").read_text(encoding="utf-8"))["epoch"] == 1
-    if stop.startswith("SIGINT"):  # Ctrl-C reaches the build, not the kernel (a session of its own)
-        process.send_signal(signal.SIGINT)
+    said = STOPS[stop]
+    if said is not None:  # the signal reaches the build, not the kernel (a session of its own)
+        process.send_signal(getattr(signal, stop.split()[0]))
     else:
         os.killpg(process.pid, signal.SIGKILL)
     _, error = process.communicate(timeout=120)
@@ -997,10 +1006,12 @@ def test_interrupted_training_resumes_from_its_last_finished_epoch(tmp_path, sto
     _wait_for(lambda: not _alive(kernel), timeout=60)  # the kernel does not outlive its build
     (interrupted,) = _runs(out)
     record = json.loads((interrupted / "run.json").read_text(encoding="utf-8"))
-    if stop.startswith("SIGINT"):
-        assert process.returncode == 3 and error.splitlines()[-1] == "dae-report: interrupted"
-        assert "error: interrupted" in (interrupted / "failure.log").read_text(encoding="utf-8")
-        assert record["status"] == "failed"
+    if said is not None:
+        assert process.returncode == 3 and error.splitlines()[-1] == f"dae-report: {said}", error
+        failure = (interrupted / "failure.log").read_text(encoding="utf-8")
+        assert failure == f"stage: notebook\nerror: {said}\n"
+        assert record["status"] == "failed" and record["error"]["message"] == said
+        assert (interrupted / "failure.html").is_file()
     else:  # killed: nothing could be written, the run stays as it was
         assert process.returncode == -signal.SIGKILL and record["status"] == "running"
     assert not (out / "latest").exists() and not list((out / ".cache").glob("models/*"))
@@ -1017,18 +1028,28 @@ def test_interrupted_training_resumes_from_its_last_finished_epoch(tmp_path, sto
     assert json.loads((interrupted / "run.json").read_text(encoding="utf-8")) == record  # untouched
 
 
-def test_interrupted_pdf_leaves_no_pdf_and_latest_alone(quick_reports_copy, tmp_path):
+# --timeout: the PDF stage is reached in seconds (the notebook is reused) and held for two
+# minutes, so the build times out inside it on any machine that gets there within the limit.
+PDF_STOPS = {**{stop: said for stop, said in STOPS.items() if said}, "--timeout 1m": None}
+
+
+@pytest.mark.parametrize("stop", list(PDF_STOPS))
+def test_interrupted_pdf_leaves_no_pdf_and_latest_alone(quick_reports_copy, tmp_path, stop):
     out = quick_reports_copy
     latest = (out / "latest").resolve()
     flag = tmp_path / "pdf-started"
+    options = stop.split() if stop.startswith("--") else []
+    said = PDF_STOPS[stop] or "timed out after 1m (--timeout)"
     # the shared build's notebook is reused: straight to the PDF
-    process = _build(out, "--profile", "quick", env=_stall_pdf(tmp_path, flag))
+    process = _build(out, "--profile", "quick", *options, env=_stall_pdf(tmp_path, flag))
     _wait_for(flag.exists, process)
-    process.send_signal(signal.SIGINT)
+    if not options:
+        process.send_signal(getattr(signal, stop.split()[0]))
     _, error = process.communicate(timeout=120)
-    assert process.returncode == 3 and error.splitlines()[-1] == "dae-report: interrupted"
+    assert process.returncode == 3 and error.splitlines()[-1] == f"dae-report: {said}", error
     (run,) = _runs(out) - {latest}
-    assert "stage: pdf" in (run / "failure.log").read_text(encoding="utf-8")
+    assert (run / "failure.log").read_text(encoding="utf-8") == f"stage: pdf\nerror: {said}\n"
+    assert json.loads((run / "run.json").read_text(encoding="utf-8"))["status"] == "failed"
     assert not (run / "report.pdf").exists() and not list(run.glob(".report.pdf.*"))
     assert (out / "latest").resolve() == latest
 
