@@ -77,6 +77,8 @@ def build_job(name: str, config: Config, folder: str, data_dir: str | None, thre
 
     threads = threads or _worker_share()
     os.environ.update({variable: str(threads) for variable in THREAD_VARIABLES})
+    # One class, one summary line per variant would be noise on the workflow run's page.
+    os.environ.pop("GITHUB_STEP_SUMMARY", None)
     try:
         result = build.build(
             config=config,
@@ -106,22 +108,22 @@ def run(
     from distributed import Client, LocalCluster, wait
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    cluster = None
-    if address is None:
-        workers, threads = cluster_size(os.cpu_count() or 1, _memory_bytes(), len(jobs))
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,  # the job's own threads are TensorFlow's, set per job
-            resources={TRAIN_RESOURCE: 1},
-            dashboard_address=None,
-            # Its HTTP server on a free local port: another batch may hold the default 8787.
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        )
-    try:
-        client = Client(cluster or address)
-    except OSError as error:  # no scheduler there: the user's address, so bad input
-        raise BadInput(f"cannot reach the Dask scheduler at {address}: {error}") from None
-    try:
+    cluster = client = None
+    try:  # a stop (Ctrl-C, SIGTERM, --timeout) while the cluster starts closes it too
+        if address is None:
+            workers, threads = cluster_size(os.cpu_count() or 1, _memory_bytes(), len(jobs))
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,  # the job's own threads are TensorFlow's, set per job
+                resources={TRAIN_RESOURCE: 1},
+                dashboard_address=None,
+                # Its HTTP server on a free local port: another batch may hold the default 8787.
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            )
+        try:
+            client = Client(cluster or address)
+        except OSError as error:  # no scheduler there: the user's address, so bad input
+            raise BadInput(f"cannot reach the Dask scheduler at {address}: {error}") from None
         if cluster is None:
             _check_workers(client, address)
             threads = None  # each worker's own share, read where the job runs
@@ -156,7 +158,8 @@ def run(
             on_progress(_running(client, {future.key for future in pending}))
         return [outcomes[name] for name in jobs]
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from pipeline import artifacts, cache, data, gate, notebook, provenance, report
+from pipeline import artifacts, cache, data, gate, index, notebook, provenance, report, summary
 from pipeline.config import Config
 from pipeline.errors import QualityRegression
 from pipeline.progress import terminal
@@ -51,23 +51,36 @@ def build(
     check_latest(run.out_dir)  # a `latest` that is not ours to replace fails now, not after the run
     warnings = cover_warnings(config, run.stages.warn)  # said before the work, not in the PDF
     dataset = data_stage(run.stages, config, data_dir)
-    with run.open(config.profile, warnings=warnings, show_folder=True) as run_dir:
-        notebook_key, earlier = notebook_stage(run, dataset, retrain)
-        comparison, content_digest = gate_stage(run, baseline)
-        html = html_stage(run)
-        pages = pdf_stage(run, html)
-        if handout:
-            handout_stage(run)
-    if earlier is None:  # a reused run points back to the run that executed the notebook
-        cache.remember_notebook(run.out_dir / cache.CACHE_DIR, notebook_key, run_dir)
-    regressions = comparison["regressions"] if comparison else []
-    seconds = run.finish(latest=True, regressions=regressions, content_digest=content_digest)
-    if regressions:
-        raise QualityRegression(
-            f"quality regression against {comparison['baseline']}: {', '.join(regressions)} "
-            f"(report written to {run_dir})"
-        )
+    try:
+        with run.open(config.profile, warnings=warnings, show_folder=True) as run_dir:
+            notebook_key, earlier = notebook_stage(run, dataset, retrain)
+            comparison, content_digest = gate_stage(run, baseline)
+            html = html_stage(run)
+            pages = pdf_stage(run, html)
+            if handout:
+                handout_stage(run)
+        if earlier is None:  # a reused run points back to the run that executed the notebook
+            cache.remember_notebook(run.out_dir / cache.CACHE_DIR, notebook_key, run_dir)
+        regressions = comparison["regressions"] if comparison else []
+        seconds = run.finish(latest=True, regressions=regressions, content_digest=content_digest)
+        if regressions:
+            raise QualityRegression(
+                f"quality regression against {comparison['baseline']}: {', '.join(regressions)} "
+                f"(report written to {run_dir})"
+            )
+    finally:
+        after_run(run)
     return BuildResult(run_dir=run_dir, pages=pages, seconds=seconds, regressions=regressions)
+
+
+def after_run(run: Run) -> None:
+    """However a run ended (finished, regressed, failed, stopped), once it has a folder: the
+    reports folder's index, and in GitHub Actions the step summary. Neither can change the
+    run's outcome or exit code: each says one warning line if it cannot be written."""
+    if run.folder is None or not run.folder.is_dir():
+        return  # bad input before the run: nothing new to list or summarise
+    index.refresh(run.out_dir, run.stream)
+    summary.append(run.folder, run.stream)
 
 
 def data_stage(stages: Stages, config: Config, data_dir: Path | None) -> dict:

@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from pipeline import __version__
+from pipeline import __version__, stops
 from pipeline.config import LANGUAGES, MODEL_LOSSES, PROFILES, absolute, load_config
 from pipeline.data import DATA_DIR_ENV
 from pipeline.errors import ConfigError, DaeReportError
@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _add_cache(commands)
     _add_batch(commands)
+    _add_history(commands)
     return main
 
 
@@ -93,6 +94,7 @@ def _add_build(commands, settings: argparse.ArgumentParser) -> None:
         help="compare with this run (default: the newest finished build of the same profile that "
         "passed its quality gate); a regression past quality.max_regression exits with 1",
     )
+    _add_timeout(build)
 
 
 def _add_compare(commands, settings: argparse.ArgumentParser) -> None:
@@ -117,6 +119,7 @@ def _add_compare(commands, settings: argparse.ArgumentParser) -> None:
     compare.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)"
     )
+    _add_timeout(compare)
 
 
 def _add_batch(commands) -> None:
@@ -141,6 +144,50 @@ def _add_batch(commands) -> None:
         "--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)"
     )
     batch.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_timeout(batch)
+
+
+def _add_timeout(command) -> None:
+    command.add_argument(
+        "--timeout",
+        type=stops.timeout,
+        metavar="SECONDS",
+        help="stop after this long (or 30m, 2h, 1d) as Ctrl-C stops it: exit 3, failure.log, "
+        "and the next build resumes the training",
+    )
+
+
+def _add_history(commands) -> None:
+    """The commands that read the run folders: index, diff, prune."""
+    index = commands.add_parser(
+        "index", help="write reports/index.html: every run, its files and metrics over time"
+    )
+    prune = commands.add_parser(
+        "prune", help="remove all but the N newest runs and the cache entries no remaining run uses"
+    )
+    prune.add_argument(
+        "--keep",
+        type=int,
+        required=True,
+        metavar="N",
+        help="runs to keep, newest first (latest, each profile's gate baseline and running runs "
+        "stay too)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    for command in (index, prune):
+        command.add_argument(
+            "--out", type=Path, default=DEFAULT_OUT, help="reports folder (default: reports/)"
+        )
+    diff = commands.add_parser(
+        "diff", help="what changed between two runs: config, headline metrics, report content"
+    )
+    diff.add_argument("run_a", metavar="RUN_A", type=Path, help="the earlier run (the baseline)")
+    diff.add_argument(
+        "run_b", metavar="RUN_B", type=Path, help="the later run, judged by its own thresholds"
+    )
+    diff.add_argument("--format", dest="fmt", choices=("text", "md", "json"), default="text")
+    for command in (index, prune, diff):
+        command.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _add_cache(commands) -> None:
@@ -171,15 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow in this process; builds run it in the notebook kernel, which inherits this).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        _resolve_paths(arguments, Path.cwd())
-        _run_command(arguments)
+        # SIGTERM (CI, systemd, Kubernetes) and --timeout end the command as Ctrl-C does.
+        with stops.as_interruptions(getattr(arguments, "timeout", None)):
+            _resolve_paths(arguments, Path.cwd())
+            _run_command(arguments)
     except DaeReportError as error:
         if arguments.debug:
             traceback.print_exc(file=terminal())
         _say(f"dae-report: error: {error}")
         return error.exit_code
-    except KeyboardInterrupt:
-        _say("dae-report: interrupted")
+    except KeyboardInterrupt as interruption:
+        _say(f"dae-report: {stops.message(interruption)}")
         return 3
     except Exception as error:  # a bug or an unforeseen failure: still one line, still exit 3
         if arguments.debug:
@@ -204,6 +253,9 @@ def _run_command(arguments) -> None:
             secret_file=arguments.secret_file,
             scheduler=arguments.scheduler,
         )
+        return
+    if arguments.command in ("index", "diff", "prune"):  # they read run folders, no config
+        _run_history_command(arguments)
         return
     if arguments.command == "cache":  # needs no config: it reads and removes cache entries
         from pipeline import cache
@@ -243,6 +295,22 @@ def _run_command(arguments) -> None:
         )
     else:
         build.handout(config=config, out_dir=arguments.out)
+
+
+def _run_history_command(arguments) -> None:
+    stdout = terminal(sys.stdout)
+    if arguments.command == "index":
+        from pipeline import index
+
+        stdout.write(f"{index.write(arguments.out)}\n")
+    elif arguments.command == "diff":
+        from pipeline import diff
+
+        diff.main(run_a=arguments.run_a, run_b=arguments.run_b, fmt=arguments.fmt, stream=stdout)
+    else:
+        from pipeline import prune
+
+        prune.prune(arguments.out, arguments.keep, stdout, dry_run=arguments.dry_run)
 
 
 def _say(line: str) -> None:
