@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipeline import artifacts, provenance
-from pipeline.config import differences
+from pipeline.config import COVER_KEYS, differences
 from pipeline.errors import DaeReportError
 from pipeline.progress import report
 
@@ -52,12 +52,7 @@ COMPARE_TRAINING_CODE = ("data.py", "noise.py", "model.py", "train.py", "environ
 # wrong result. tests/test_cache.py changes each key in turn and checks both lists.
 PRESENTATION = (
     # The report's cover: read when the HTML is rendered, after the notebook has run.
-    "report.title",
-    "report.course",
-    "report.instructor",
-    "report.institution",
-    "report.date",
-    "report.logo",
+    *COVER_KEYS,
     "report.instructor_copy",  # marks the report and answer key after the notebook has run
     # The quality gate: read by the gate stage, after the notebook has run.
     "quality.max_regression.psnr_db",

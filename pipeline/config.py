@@ -149,6 +149,12 @@ class ReportConfig:
     instructor_copy: bool = False
 
 
+# The cover's text and logo: what the report shows about the course, never a number of the run.
+COVER_KEYS = tuple(
+    f"report.{name}" for name in ("title", "course", "instructor", "institution", "date", "logo")
+)
+
+
 @dataclass(frozen=True)
 class Config:
     seed: int = field(default=123, metadata=_range(0, 2**32 - 1))  # lab §0: SEED = 123

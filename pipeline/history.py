@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import artifacts, gate
-from pipeline.config import Config, differences
+from pipeline.config import COVER_KEYS, Config, differences
 from pipeline.errors import OutputError
 from pipeline.run import RUN_NAME
 
@@ -31,15 +31,7 @@ CONFIG_MAX_BYTES = 1 * 2**20
 # The cover's text changes no number a run shows, and report.date and report.logo differ
 # from run to run (a date, an absolute path): listed, they would bury the settings that explain
 # a change in the metrics. `profile` has its own column.
-NOT_LISTED = (
-    "profile",
-    "report.title",
-    "report.course",
-    "report.instructor",
-    "report.institution",
-    "report.date",
-    "report.logo",
-)
+NOT_LISTED = ("profile", *COVER_KEYS)
 
 # The files a reader opens, by role; each is listed only where it exists.
 READER_FILES = {
@@ -87,7 +79,7 @@ def runs(out_dir: Path) -> list[RunEntry]:
     except OSError as error:
         raise OutputError(f"cannot read the reports folder {out_dir}: {error.strerror}") from None
     folders = [child for child in children if is_run_folder(child)]
-    return [entry(folder) for folder in sorted(folders, key=_age, reverse=True)]
+    return [entry(folder) for folder in sorted(folders, key=age, reverse=True)]
 
 
 def is_run_folder(path: Path) -> bool:
@@ -96,7 +88,7 @@ def is_run_folder(path: Path) -> bool:
     return RUN_NAME.fullmatch(path.name) is not None and path.is_dir() and not path.is_symlink()
 
 
-def _age(folder: Path) -> tuple[str, str, int]:
+def age(folder: Path) -> tuple[str, str, int]:
     """Sort key: the folder name's time stamp, then its name (two profiles started in one
     second: no order between them, but a fixed one), then the -n that create_run_dir adds to a
     second run of one name in one second, as a number: -10 is later than -9."""

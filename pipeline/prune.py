@@ -35,9 +35,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import artifacts, cache, gate
+from pipeline import artifacts, cache, gate, history
 from pipeline.errors import BadInput
-from pipeline.run import RUN_NAME
 
 # Bounds on what prune reads from a run folder: a build's run.json is a few kB, its
 # metrics.json some 30 kB. Anything larger is not a run's record and names no key.
@@ -47,15 +46,18 @@ RECORD_MAX_BYTES = cache.MAX_RECORD_BYTES
 
 @dataclass
 class RunFolder:
-    """One folder named like a run: its run.json if it could be read (else None)."""
+    """One run folder, as the history reads it, and why it must stay whatever its age."""
 
-    path: Path
-    record: dict | None
-    protected: list[str] = field(default_factory=list)  # why it stays, whatever its age
+    entry: history.RunEntry
+    protected: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.entry.id
+
+    @property
+    def path(self) -> Path:
+        return self.entry.folder
 
 
 def prune(out_dir: Path, keep: int, stream, dry_run: bool = False) -> tuple[list[str], int]:
@@ -69,11 +71,11 @@ def prune(out_dir: Path, keep: int, stream, dry_run: bool = False) -> tuple[list
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise BadInput(f"--out {out_dir}: no reports folder there")
-    runs = sorted(_run_folders(out_dir), key=lambda run: _age(run.name))
+    runs = [RunFolder(entry) for entry in reversed(history.runs(out_dir))]  # oldest first
     _protect(out_dir, runs)
     newest = {run.name for run in runs[-keep:]}
     doomed = [run for run in runs if run.name not in newest and not run.protected]
-    running = [run for run in runs if _running_pid(run.record) is not None]
+    running = [run for run in runs if run.entry.status == "running"]
 
     verb = "would remove" if dry_run else "removed"
     removed, freed = [], 0
@@ -155,67 +157,13 @@ def _runs(count: int) -> str:
 # Runs -----------------------------------------------------------------------------------------
 
 
-def _run_folders(out_dir: Path) -> list[RunFolder]:
-    """Every real folder of `out_dir` named as create_run_dir names runs (a link named like
-    one may lead to another disk: it is not a run folder of this one)."""
-    found = []
-    for path in out_dir.iterdir():
-        if RUN_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
-            found.append(RunFolder(path, _read_record(path / artifacts.RUN_RECORD)))
-    return found
-
-
-def _age(name: str) -> tuple[str, int, str]:
-    """Run ids sort by time, then by create_run_dir's attempt number: -10 after -2."""
-    stamp, _, rest = name[:15], name[15], name[16:]
-    attempt = rest.rsplit("-", 1)
-    number = int(attempt[1]) if len(attempt) == 2 and attempt[1].isdigit() else 1
-    return stamp, number, name
-
-
-def _read_record(path: Path) -> dict | None:
-    """run.json as a dict, or None for a half-written or damaged one: never an error."""
-    try:
-        content = artifacts.read_regular(path, "run.json", ValueError, RUN_RECORD_MAX_BYTES)
-        record = json.loads(content.decode("utf-8"))
-    except (OSError, ValueError, RecursionError):  # ValueError: also not UTF-8, not regular
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _running_pid(record: dict | None) -> int | None:
-    """The pid of a run whose run.json says `running` and whose process is alive.
-
-    A killed build leaves `running` behind with a dead pid: it is not running. A pid that
-    has since been reused by another process keeps the run, which errs on the safe side."""
-    if record is None or record.get("status") != "running":
-        return None
-    pid = record.get("pid")
-    # pid 0 or below would signal a process group, never "is this one alive"
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # alive, another user's
-        return pid
-    except OSError:
-        return None
-    return pid
-
-
 def _protect(out_dir: Path, runs: list[RunFolder]) -> None:
     """Say, on each run that must stay whatever its age, why."""
     by_path = {run.path.resolve(): run for run in runs}
     latest = out_dir / artifacts.LATEST
     if latest.is_symlink() and latest.resolve() in by_path:
         by_path[latest.resolve()].protected.append(f"{artifacts.LATEST} points at it")
-    profiles = {
-        run.record["profile"]
-        for run in runs
-        if run.record is not None and isinstance(run.record.get("profile"), str)
-    }
+    profiles = {run.entry.profile for run in runs if run.entry.profile is not None}
     # No run is excluded: the next build's own folder does not exist yet.
     nothing = out_dir / f".{cache.CACHE_DIR}-no-run"
     for profile in sorted(profiles):
@@ -225,9 +173,8 @@ def _protect(out_dir: Path, runs: list[RunFolder]) -> None:
                 f"the next {profile} build compares with it"
             )
     for run in runs:
-        pid = _running_pid(run.record)
-        if pid is not None:
-            run.protected.append(f"still running (pid {pid})")
+        if run.entry.status == "running":  # its process is alive (history checks the pid)
+            run.protected.append("still running")
 
 
 def _folders(out_dir: Path) -> list[Path]:
@@ -290,9 +237,10 @@ def _notebook_holders(staying: list[Path]) -> dict[str, Path]:
     (it executed the notebook, or copied them from the run that did)."""
     holders = {}
     # Run folders only: `latest` and other folders are not where a build looks for its own runs.
-    runs = [path for path in staying if RUN_NAME.fullmatch(path.name) and not path.is_symlink()]
-    for folder in sorted(runs, key=lambda path: _age(path.name)):
-        record = _read_record(folder / artifacts.RUN_RECORD) or {}
+    runs = [path for path in staying if history.is_run_folder(path)]
+    for folder in sorted(runs, key=history.age):
+        record = _read_json(folder / artifacts.RUN_RECORD, RUN_RECORD_MAX_BYTES)
+        record = record if isinstance(record, dict) else {}
         notebook = record.get("notebook")
         if record.get("status") == "finished" and isinstance(notebook, dict):
             if isinstance(notebook.get("key"), str):
