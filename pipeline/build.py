@@ -14,7 +14,18 @@ from pathlib import Path
 
 import nbformat
 
-from pipeline import artifacts, cache, data, gate, index, notebook, provenance, report, summary
+from pipeline import (
+    artifacts,
+    cache,
+    data,
+    environment,
+    gate,
+    index,
+    notebook,
+    provenance,
+    report,
+    summary,
+)
 from pipeline.config import Config
 from pipeline.errors import QualityRegression
 from pipeline.progress import terminal
@@ -115,7 +126,8 @@ def notebook_stage(run: Run, dataset: dict, retrain: bool) -> tuple[str, Path | 
     earlier run's outputs when nothing the notebook uses changed. Returns the notebook's cache
     key and the earlier run reused, if any."""
     config, run_dir, cache_root = run.config, run.folder, run.out_dir / cache.CACHE_DIR
-    training_inputs, notebook_key = notebook_keys(config, dataset["digests"])
+    machine = environment.machine_choices(config, cache_root, run.stream)
+    training_inputs, notebook_key = notebook_keys(config, dataset["digests"], machine)
     with run.stages.run("notebook", "the lab, executed by papermill → answer-key.ipynb") as stage:
         # An earlier run's outputs, each checked against its digest as it is copied; a
         # damaged entry is discarded with one line, and the notebook runs again.
@@ -127,20 +139,35 @@ def notebook_stage(run: Run, dataset: dict, retrain: bool) -> tuple[str, Path | 
         if earlier is not None:
             stage.detail = f"reused {earlier.name}'s outputs: nothing the notebook uses changed"
         else:
-            run_notebook(run_dir, config, dataset, training_inputs, cache_root, retrain, run.stream)
+            run_notebook(
+                run_dir,
+                config,
+                dataset,
+                (training_inputs, machine),
+                cache_root,
+                retrain,
+                run.stream,
+            )
         answers = nbformat.read(run_dir / artifacts.ANSWER_KEY, as_version=4)
         copy = config.report.instructor_copy
         notebook.mark_instructor_copy(answers, config.report.lang, copy)
         artifacts.write_text(run_dir / artifacts.ANSWER_KEY, nbformat.writes(answers))
-    run.record.notebook = {"key": notebook_key, "reused_from": earlier.name if earlier else None}
+    kernel = artifacts.read_json(run_dir / artifacts.METRICS).get("resources")
+    run.record.notebook = {
+        "key": notebook_key,
+        "reused_from": earlier.name if earlier else None,
+        # the kernel's peak memory, stage by stage (an earlier run's, when reused)
+        "kernel_memory": kernel,
+    }
     return notebook_key, earlier
 
 
-def notebook_keys(config: Config, digests: dict[str, str]) -> tuple[dict, str]:
+def notebook_keys(config: Config, digests: dict[str, str], machine: dict) -> tuple[dict, str]:
     """What the training depends on (the model cache's inputs) and the notebook's cache key:
-    two configs with the same key give the same executed notebook, metrics and figures."""
+    two configs with the same key give the same executed notebook, metrics and figures.
+    `machine`: this machine's precision and XLA (environment.machine_choices)."""
     training_inputs = cache.training_inputs(
-        config.to_dict(), digests, notebook.training_code(config)
+        config.to_dict(), digests, machine, notebook.training_code(config)
     )
     return training_inputs, cache.digest(cache.notebook_inputs(training_inputs, config.to_dict()))[
         :16
@@ -210,7 +237,7 @@ def run_notebook(
     run_dir: Path,
     config: Config,
     dataset: dict,
-    training_inputs: dict,
+    inputs: tuple[dict, dict],
     cache_root: Path,
     retrain: bool,
     stream,
@@ -218,8 +245,9 @@ def run_notebook(
     """Execute the lab in `run_dir`, then publish it as the answer key: harness cells out, the
     run's answers in after the questions. The lab loads the verified files through a Keras
     cache made for this run, as `load_data()` would after downloading them."""
+    training_inputs, machine = inputs  # the model cache's key; precision and XLA chosen
     settings = notebook.harness_settings(
-        config, dataset, training_inputs, cache_root.resolve(), run_dir.name, retrain
+        config, dataset, training_inputs, cache_root.resolve(), run_dir.name, retrain, machine
     )
     with tempfile.TemporaryDirectory(prefix="dae-report-keras-") as keras_home:
         data.fill_keras_cache(Path(dataset["source"]), Path(keras_home))

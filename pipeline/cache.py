@@ -103,10 +103,14 @@ def without(config: dict, excluded) -> dict:
     return kept
 
 
-def training_inputs(config: dict, dataset_digests: dict, notebook_code: str | None = None) -> dict:
+def training_inputs(
+    config: dict, dataset_digests: dict, machine: dict, notebook_code: str | None = None
+) -> dict:
     """Everything that decides the trained model, as plain data (the cache key hashes it).
-    `notebook_code`: the lab's code up to its fit, for a model the notebook trains; None for
-    one that `dae-report compare` trains. Markdown text is not code: editing it retrains nothing."""
+    `machine`: the precision and XLA this machine uses (environment.machine_choices: only what
+    was chosen, not the measurements behind it). `notebook_code`: the lab's code up to its fit,
+    for a model the notebook trains; None for one that `dae-report compare` trains. Markdown
+    text is not code: editing it retrains nothing."""
     if notebook_code is None:
         code = file_digests(artifacts.PACKAGE_DIR / name for name in COMPARE_TRAINING_CODE)
     else:
@@ -114,6 +118,7 @@ def training_inputs(config: dict, dataset_digests: dict, notebook_code: str | No
         code[artifacts.LAB_NOTEBOOK.name] = digest(notebook_code)
     return {
         "config": without(config, MODEL_EXCLUDED),
+        "machine": {name: choice["used"] for name, choice in machine.items()},
         "dataset": dataset_digests,
         "code": code,
         "versions": {

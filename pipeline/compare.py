@@ -17,7 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import artifacts, cache, data, evaluate, figures, i18n, noise, report
+from pipeline import (
+    artifacts,
+    cache,
+    data,
+    environment,
+    evaluate,
+    figures,
+    i18n,
+    noise,
+    notebook,
+    report,
+)
 from pipeline.config import Config, ModelConfig
 from pipeline.progress import StderrInto, format_duration
 from pipeline.run import Run, cover_warnings
@@ -33,7 +44,7 @@ TRAINING_RECIPES = {
         "learning_rate": 2e-3,
         "batch_size": 128,
         "epochs": 4,
-        "jit_compile": True,
+        "jit_compile": "auto",
     },
     "unet": {
         "loss": "mse",
@@ -41,7 +52,7 @@ TRAINING_RECIPES = {
         "learning_rate": 3e-3,
         "batch_size": 128,
         "epochs": 10,
-        "jit_compile": True,
+        "jit_compile": "auto",
     },
 }
 MODEL_WIDTHS = {"lab": 32, "residual": 32, "unet": 16}  # base channels (the lab's ignores it)
@@ -163,14 +174,18 @@ def train_and_evaluate(
     config = run.config
     settings = variant(config, name, levels)
     arrays = prepare(settings, dataset)  # random levels change the training noise
+    cache_root = run.out_dir / cache.CACHE_DIR
+    machine = environment.machine_choices(settings, cache_root, run.stream)
+    keras.mixed_precision.set_global_policy(notebook.policy(machine["precision"]["used"]))
     keras.utils.set_random_seed(settings.seed)
     model = build_model(settings.model.name, settings.model.width)
     model_cache = cache.ModelCache(
-        run.out_dir / cache.CACHE_DIR,
-        cache.training_inputs(settings.to_dict(), arrays.digests),
+        cache_root,
+        cache.training_inputs(settings.to_dict(), arrays.digests, machine),
         run.folder.name,
     )
-    history = train.train(model, arrays.train, arrays.val, settings, cache=model_cache)
+    jit_compile = machine["jit_compile"]["used"]
+    history = train.train(model, arrays.train, arrays.val, settings, jit_compile, model_cache)
     test_clean, test_noisy = arrays.test
     started = time.perf_counter()
     denoised = model.predict(test_noisy, batch_size=256, verbose=0)
@@ -186,6 +201,7 @@ def train_and_evaluate(
             "loss": loss_for(name, settings.training.loss),
         },
         "parameters": architecture(model)["parameters"],
+        "machine": machine,  # precision and XLA, as chosen for this machine, and why
         "history": history,
         "training_seconds": history["seconds"],
         "seconds_per_image": seconds_per_image,

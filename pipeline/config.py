@@ -99,9 +99,14 @@ class TrainingConfig:
     )
     # constant: the lab's fixed learning rate; cosine: decays it to zero over the run.
     schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})
-    # XLA compilation: twice as slow for the lab's model on a CPU, 1.1-2× faster for the U-Net
-    # (benchmarks/train_options.py); off unless a profile or the user turns it on.
-    jit_compile: bool = False
+    # XLA compilation: 0.4-0.5× the speed for the lab's model on the CPUs measured, 1.1-2× for
+    # the U-Net on one of them (benchmarks/train_options.py). "auto" measures it on this machine
+    # once (pipeline.probe); off unless a profile or the user turns it on.
+    jit_compile: bool | str = field(default=False, metadata={"choices": (False, True, "auto")})
+    # auto: mixed bfloat16 where the hardware computes it natively (AVX512_BF16 or AMX on the
+    # CPU, a GPU of compute capability 8.0 or newer), float32 elsewhere: emulated bfloat16 is
+    # several times slower (pipeline.environment.choose_precision).
+    precision: str = field(default="auto", metadata={"choices": ("auto", "float32", "bfloat16")})
 
 
 @dataclass(frozen=True)
@@ -189,8 +194,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "evaluation": {"selection_images": 300, "generalisation_images": 300},
     },
     # The lab's quality (test MSE <= 0.0118) in a fifth of its time: a small U-Net trained on
-    # MSE with a cosine-decayed learning rate, XLA-compiled, for 2 epochs (README, Performance).
-    # The beyond-the-lab studies are left out: they cost more than this training.
+    # MSE with a cosine-decayed learning rate, with XLA where this machine measures it faster,
+    # for 2 epochs (README, Performance). The beyond-the-lab studies are left out: they cost
+    # more than this training.
     "fast": {
         "model": {"name": "unet", "width": 16},
         "training": {
@@ -199,7 +205,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "learning_rate": 3e-3,
             "loss": "mse",
             "schedule": "cosine",
-            "jit_compile": True,
+            "jit_compile": "auto",
         },
         "evaluation": {"baselines": False, "generalisation": False},
     },
@@ -348,6 +354,13 @@ def _check_value(key: str, value: Any, hint: Any, limits: Mapping[str, Any]) -> 
     if value is None and optional:
         return None
     names = {int: "an integer", float: "a number", str: "text"}
+    choices = limits.get("choices", ())
+    if typing.get_origin(hint) is not None and bool in typing.get_args(hint) and choices:
+        # a switch that is also "auto": true, false or one of its words, compared by type too
+        if not any(type(value) is type(choice) and value == choice for choice in choices):
+            shown = ", ".join(_literal(choice) for choice in choices)
+            raise ConfigError(f"{key} = {value!r} is not one of: {shown}")
+        return value
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -382,6 +395,11 @@ def _check_value(key: str, value: Any, hint: Any, limits: Mapping[str, Any]) -> 
         span = f"{left}{'-∞' if low is None else low}, {'∞' if high is None else high}{right}"
         raise ConfigError(f"{key} = {value!r} is out of range: it must lie in {span}")
     return value
+
+
+def _literal(value: Any) -> str:
+    """A choice as TOML writes it: true, false, "auto"."""
+    return json.dumps(value)
 
 
 def _check_file(key: str, value: str, suffixes: tuple[str, ...]) -> str:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
+import shutil
+import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 
@@ -78,18 +82,153 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def resources() -> dict:
-    """This process's peak resident memory (the notebook kernel's, where the lab runs): Linux's
+def machine_choices(config, cache_dir: Path, stream=None) -> dict:
+    """How this machine trains `config`'s model: {"precision": ..., "jit_compile": ...}, each
+    {"setting", "used", "reason"} (metrics.json and the report show them; the cache key holds
+    what was used). XLA "auto" is measured here once per machine (pipeline.probe) and cached
+    under `cache_dir`."""
+    training = config.training
+    setting = training.jit_compile
+    if setting == "auto":
+        from pipeline import probe
+
+        used, reason = probe.xla_choice(
+            config.model.name, config.model.width, training.batch_size, cache_dir, stream=stream
+        )
+    else:
+        used, reason = setting, f"training.jit_compile = {str(setting).lower()}"
+    return {
+        "precision": choose_precision(training.precision).to_dict(),
+        "jit_compile": {"setting": setting, "used": used, "reason": reason},
+    }
+
+
+# CPU flags (Linux /proc/cpuinfo) of a native bfloat16 dot product: AVX512_BF16, or AMX's tiles.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_GPU_CAPABILITY = 8.0  # NVIDIA Ampere and newer compute bfloat16 in their tensor cores
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The precision a run trains in, and why (the report's environment table says both)."""
+
+    setting: str  # training.precision: auto, float32 or bfloat16
+    used: str  # float32 or bfloat16
+    reason: str  # one line, in English (build log, metrics.json)
+    # what decided it: "setting", or for auto "gpu" / "cpu" (native bfloat16 found on
+    # `device`) or "none" (neither has it); the report words it in its language
+    basis: str = "setting"
+    device: str = ""
+
+    @property
+    def policy(self) -> str:
+        """Keras' global dtype policy for it (lab §0 sets it)."""
+        return "mixed_bfloat16" if self.used == "bfloat16" else "float32"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def choose_precision(setting: str, flags: set[str] | None = None, gpus=None) -> Precision:
+    """`training.precision` resolved for this machine. "auto" trains in mixed bfloat16 only
+    where the hardware computes it natively: emulated on an AVX2 CPU it ran the lab's model 9×
+    slower, native on AVX512_BF16 1.55× faster with the same test MSE to four digits
+    (../shared/reference/measurements-avx512-bf16.json). `flags` and `gpus` ([(name, compute
+    capability)]) default to this machine's."""
+    if setting != "auto":
+        return Precision(setting, setting, f"training.precision = {setting}")
+    gpus = gpu_capabilities() if gpus is None else gpus
+    native = [(name, capability) for name, capability in gpus if capability >= BF16_GPU_CAPABILITY]
+    if native:
+        name, capability = native[0]
+        reason = f"{name} computes bfloat16 natively (compute capability {capability})"
+        return Precision(setting, "bfloat16", reason, "gpu", name)
+    if gpus:
+        name, capability = gpus[0]
+        reason = f"{name} has no native bfloat16 (compute capability {capability} < 8.0)"
+        return Precision(setting, "float32", reason, "none", name)
+    flags = cpu_flags() if flags is None else flags
+    found = [flag.upper() for flag in BF16_CPU_FLAGS if flag in flags]
+    if found:
+        reason = f"the CPU computes bfloat16 natively ({found[0]})"
+        return Precision(setting, "bfloat16", reason, "cpu", found[0])
+    reason = "no native bfloat16 (no AVX512_BF16 or AMX, no GPU): emulated, it is slower"
+    return Precision(setting, "float32", reason, "none", "")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.cache
+def gpu_capabilities() -> tuple[tuple[str, float], ...]:
+    """(name, compute capability) of each NVIDIA GPU that nvidia-smi lists, without importing
+    TensorFlow (the CLI decides before the notebook's kernel starts); none without nvidia-smi."""
+    command = shutil.which("nvidia-smi")
+    if command is None:
+        return ()
+    try:
+        listed = subprocess.run(
+            [command, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    gpus = []
+    for line in listed.splitlines():
+        name, _, capability = line.rpartition(",")
+        try:
+            gpus.append((name.strip(), float(capability)))
+        except ValueError:
+            continue
+    return tuple(gpus)
+
+
+def resources(stages: dict | None = None) -> dict:
+    """This process's peak resident memory (the notebook kernel's, where the lab runs), and
+    `stages`' peaks ({stage: bytes}, from `stage_peak`): the whole is the largest of them."""
+    peak = peak_rss()
+    found = {"peak_rss_bytes": max([peak, *(stages or {}).values()])}
+    return {**found, "stages": stages} if stages else found
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process since it started or since `reset_peak_rss`: Linux's
     VmHWM, not ru_maxrss, which Linux carries over from the parent across exec (a kernel started
     by a larger build process would report the build's peak)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
-                    return {"peak_rss_bytes": int(line.split()[1]) * 1024}
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass  # not Linux: ru_maxrss is the best there is (bytes on macOS, kB elsewhere)
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_rss_bytes": peak if sys.platform == "darwin" else peak * 1024}
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def reset_peak_rss() -> None:
+    """Start `peak_rss` again from the memory resident now (Linux: "5" into clear_refs), so a
+    stage's peak is its own; elsewhere the peak stays the process's."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+
+
+def stage_peak(stages: dict, name: str) -> None:
+    """Record the peak since the last reset as stage `name`'s, and reset for the next stage."""
+    stages[name] = peak_rss()
+    reset_peak_rss()

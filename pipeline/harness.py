@@ -5,7 +5,8 @@ The lab's cells are plain NumPy and Keras. Three harness cells connect them to t
 - `start(globals())` after the imports: TensorFlow's deterministic ops, the run's settings;
 - `before_training(model)` before §6: the model's `fit` gains per-epoch progress on the terminal,
   the model cache (a model trained before on the same inputs is loaded, not trained again) and
-  resuming an interrupted build from its last finished epoch; its `compile`, XLA if asked;
+  resuming an interrupted build from its last finished epoch; its `compile`, XLA where the
+  build chose it; and the precision the model was built in (lab §0 sets Keras' policy);
 - `finish(globals())` at the end: collects what the lab produced and hands it to
   pipeline.analysis, which computes every metric and figure of the report.
 
@@ -34,20 +35,29 @@ def start(namespace: dict) -> None:
     config = Config.from_dict(values["config"])
     environment.seed_everything(namespace.get("SEED", config.seed))
     _run.clear()
-    _run.update(values, config=config, environment=environment.versions_and_devices())
+    _run.update(values, config=config, environment=environment.versions_and_devices(), memory={})
+    environment.reset_peak_rss()  # the kernel's own peaks, stage by stage, from here
 
 
 def before_training(model) -> None:
     """Wrap `model.compile` and `model.fit`, so the lab's own calls train through
     pipeline.train.fit, with XLA when training.jit_compile asks for it (a speed setting, not
     the lab's)."""
-    config: Config = _run["config"]
-    jit_compile = config.training.jit_compile
+    jit_compile = _run["jit_compile"]["used"]  # the build resolved "auto" on this machine
     model_cache = None
     if _run["cache_dir"] is not None:
         inputs = _run["training_inputs"]
         model_cache = cache.ModelCache(
             Path(_run["cache_dir"]), inputs, _run["run_id"], _run["retrain"]
+        )
+    config: Config = _run["config"]
+    environment.stage_peak(_run["memory"], "sections 1-5")  # loading, noise, split, model
+    _run["precision"] = {**_run["precision"], "policy": model.dtype_policy.name}
+    if model.dtype_policy.name == "mixed_bfloat16" and not _native_bfloat16():
+        report(
+            "warning: bfloat16 without native support here (no GPU that TensorFlow sees, no "
+            "AVX512_BF16/AMX): training is several times slower; training.precision = float32",
+            echo=False,
         )
     lab_compile, lab_fit = model.compile, model.fit
 
@@ -65,9 +75,12 @@ def before_training(model) -> None:
             return lab_fit(*args, **with_ours)
 
         images = args[0] if args else kwargs["x"]
-        # Keras' defaults where the lab leaves them out: one epoch, batches of 32.
-        train.announce(len(images), kwargs.get("epochs", 1), kwargs.get("batch_size") or 32)
-        history = train.fit(model, run_fit, config, cache=model_cache, echo=False)
+        epochs = kwargs.get("epochs", 1)  # Keras' default, as the batches of 32 below
+        if isinstance(images, keras.utils.PyDataset):  # the lab's batches (§6): len() counts them
+            train.announce_batches(len(images), epochs)
+        else:
+            train.announce(len(images), epochs, kwargs.get("batch_size") or 32)
+        history = train.fit(model, run_fit, config, jit_compile, cache=model_cache, echo=False)
         _run["history"] = history
         if history.get("cache", {}).get("trained") is False:
             _ = i18n.gettext(config.report.lang)
@@ -89,13 +102,27 @@ def before_training(model) -> None:
 def finish(namespace: dict) -> None:
     """Collect the lab's outputs, analyse them, and write metrics.json and model.keras."""
     config: Config = _run["config"]
+    environment.stage_peak(_run["memory"], "training and sections 6-8")
     outputs = analysis.LabOutputs.collect(namespace, config.training.batch_size)
     report("analysis: metrics and figures from the notebook's arrays", echo=False)
     metrics = {
-        "environment": {**_run["environment"], "seed": config.seed},
+        "environment": {
+            **_run["environment"],
+            "seed": config.seed,
+            "precision": _run["precision"],
+            "jit_compile": _run["jit_compile"],
+        },
         **analysis.analyse(outputs, config, _run["history"], Path(artifacts.FIGURES)),
     }
     metrics["dataset"] = {**_run["dataset"], **metrics["dataset"]}
-    metrics["resources"] = environment.resources()
+    environment.stage_peak(_run["memory"], "analysis")
+    metrics["resources"] = environment.resources(_run["memory"])
     namespace[analysis.MODEL].save(artifacts.MODEL)
     artifacts.write_json(Path(artifacts.METRICS), metrics)
+
+
+def _native_bfloat16() -> bool:
+    """Whether TensorFlow trains on a GPU here or the CPU computes bfloat16 natively."""
+    if _run["environment"]["gpus"]:
+        return True
+    return any(flag in environment.cpu_flags() for flag in environment.BF16_CPU_FLAGS)

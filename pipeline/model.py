@@ -25,8 +25,11 @@ def build_lab_autoencoder() -> keras.Model:
     x = layers.UpSampling2D(2, name="dec_up1")(x)  # (B, 14, 14, 64)
     x = layers.Conv2D(32, 3, activation="relu", padding="same", name="dec_conv2")(x)
     x = layers.UpSampling2D(2, name="dec_up2")(x)  # (B, 28, 28, 32)
-    # Sigmoid: pixels live in [0, 1], and binary cross-entropy expects probabilities.
-    outputs = layers.Conv2D(1, 3, activation="sigmoid", padding="same", name="dec_output")(x)
+    # Sigmoid: pixels live in [0, 1], and binary cross-entropy expects probabilities. float32
+    # under mixed precision too: the reconstructions and their MSE at full precision.
+    outputs = layers.Conv2D(
+        1, 3, activation="sigmoid", padding="same", dtype="float32", name="dec_output"
+    )(x)
 
     return keras.Model(inputs, outputs, name="denoising_autoencoder")
 
@@ -59,7 +62,7 @@ def build_residual(channels: int = 32, depth: int = RESIDUAL_DEPTH) -> keras.Mod
         x = layers.BatchNormalization(name=f"bn{index}")(x)
         x = layers.Activation("relu", name=f"relu{index}")(x)
     estimated_noise = layers.Conv2D(1, 3, padding="same", name="noise")(x)  # (B, 28, 28, 1)
-    outputs = layers.Subtract(name="denoised")([inputs, estimated_noise])
+    outputs = layers.Subtract(dtype="float32", name="denoised")([inputs, estimated_noise])
     return keras.Model(inputs, outputs, name="residual_denoiser")
 
 
@@ -84,7 +87,7 @@ def build_unet(base: int = 16) -> keras.Model:
     x = _double_conv(layers.Concatenate(name="skip2")([x, level2]), 2 * base, "dec2")
     x = layers.UpSampling2D(2, name="up1")(x)
     x = _double_conv(layers.Concatenate(name="skip1")([x, level1]), base, "dec1")
-    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="dec_output")(x)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="dec_output")(x)
     return keras.Model(inputs, outputs, name="unet")
 
 

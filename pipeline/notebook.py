@@ -74,13 +74,16 @@ CONSTANT_COMMENTS = {
     "MODEL_DEPTH": "capas convolucionales",
     "LEARNING_RATE": "tasa de aprendizaje de Adam",
     "LOSS": "función de pérdida",
+    "PRECISION": '"mixed_bfloat16" donde el hardware calcula bfloat16 de forma nativa',
 }
 PARAMETERS_TITLE = "Parámetros de la práctica"
 
 
-def constants(config: Config) -> dict[str, object]:
+def constants(config: Config, precision: str | None = None) -> dict[str, object]:
     """The lab's named constants for `config`, only those its cells use. The parameters cell
-    holds them, so a reader sees the run's own values."""
+    holds them, so a reader sees the run's own values. `precision`: the one this machine trains
+    in (environment.choose_precision), else the config's, with "auto" as float32: a handout
+    leaves for students' machines, which this one cannot judge."""
     noise, training = config.noise, config.training
     values = {
         "SEED": config.seed,
@@ -107,13 +110,20 @@ def constants(config: Config) -> dict[str, object]:
         BATCH_SIZE=training.batch_size,
         LEARNING_RATE=training.learning_rate,
         LOSS=loss_for(config.model.name, training.loss),
+        PRECISION=policy(precision or training.precision),
     )
     return values
 
 
-def lab(config: Config) -> nbformat.NotebookNode:
+def policy(precision: str) -> str:
+    """The Keras dtype policy that lab §0 sets for a precision: "auto" is float32 here."""
+    return "mixed_bfloat16" if precision == "bfloat16" else "float32"
+
+
+def lab(config: Config, precision: str | None = None) -> nbformat.NotebookNode:
     """The lab notebook as the build executes it: the variant cells `config` asks for, its
-    constants in the parameters cell, and every text in its language. Harness cells included."""
+    constants in the parameters cell (`precision`: see `constants`), and every text in its
+    language. Harness cells included."""
     notebook = nbformat.read(artifacts.LAB_NOTEBOOK, as_version=4)
     settings = _flatten(config.to_dict())
     translate = i18n.gettext(config.report.lang)
@@ -123,7 +133,7 @@ def lab(config: Config) -> nbformat.NotebookNode:
             continue
         cell.metadata.get(METADATA, {}).pop("when", None)
         if PARAMETERS in cell.metadata.get("tags", []):
-            cell.source = _constants_cell(config, translate)
+            cell.source = _constants_cell(config, translate, precision)
         elif cell.cell_type == "markdown":
             cell.source = translate(cell.source)
         else:
@@ -242,9 +252,9 @@ def _copy_mark(line: str) -> nbformat.NotebookNode:
     return cell
 
 
-def _constants_cell(config: Config, translate) -> str:
+def _constants_cell(config: Config, translate, precision: str | None) -> str:
     lines = [f"# {translate(PARAMETERS_TITLE)}"]
-    for name, value in constants(config).items():
+    for name, value in constants(config, precision).items():
         comment = CONSTANT_COMMENTS.get(name)
         lines.append(
             f"{name} = {_literal(value) if isinstance(value, str) else repr(value)}"
@@ -344,9 +354,12 @@ def harness_settings(
     cache_dir: Path | None,
     run_id: str,
     retrain: bool,
+    machine: dict,
 ) -> dict:
     """What the harness cells (pipeline.harness) need from the build, as plain JSON data."""
     return {
+        # precision and XLA as chosen for this machine, and why (environment.machine_choices)
+        **machine,
         "config": config.to_dict(),
         "dataset": dataset,  # source, digests and sizes of the verified files
         "training_inputs": training_inputs,  # the model cache's key, as the build computed it
@@ -369,7 +382,7 @@ def execute(run_dir: Path, config: Config, harness: dict, keras_home: Path, stre
     stream = terminal(stream)  # on_cell_start must not fail the cell when the reader goes
     output = run_dir / artifacts.ANSWER_KEY
     log_path = run_dir / artifacts.BUILD_LOG
-    notebook = lab(config)
+    notebook = lab(config, harness["precision"]["used"])
     titles, shown = section_titles(notebook), set()
 
     def on_cell_start(cell, cell_index):

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline import artifacts, glyphs, provenance, report, stops
+from pipeline import artifacts, environment, glyphs, provenance, report, stops
 from pipeline.config import Config
 from pipeline.errors import DaeReportError, OutputError, RunError
 from pipeline.progress import format_duration, terminal
@@ -174,6 +174,7 @@ class Stage:
         self.label = f"[{stages.count}/{stages.total}] {name:<8} "
 
     def __enter__(self) -> Stage:
+        environment.reset_peak_rss()  # this stage's peak memory, not the run's so far
         self.started = time.perf_counter()
         self.stages.times[self.name] = {"started": _now()}
         self.stages.on_change()
@@ -184,7 +185,9 @@ class Stage:
 
     def __exit__(self, kind, error, traceback) -> None:
         seconds = time.perf_counter() - self.started
-        self.stages.times[self.name].update(ended=_now(), seconds=round(seconds, 3))
+        self.stages.times[self.name].update(
+            ended=_now(), seconds=round(seconds, 3), peak_rss_bytes=environment.peak_rss()
+        )
         self.stages.on_change()
         if kind is None:
             detail = self.detail or ("done" if self.announce else "")

@@ -68,14 +68,17 @@ def train(
     train_pair: tuple[np.ndarray, np.ndarray],
     val_pair: tuple[np.ndarray, np.ndarray],
     config: Config,
+    jit_compile: bool,
     cache=None,
 ) -> dict:
-    """Compile and fit noisy -> clean. Pairs are (clean, noisy), as `data.split_validation`
-    returns them. See `fit` for the cache and the history returned."""
+    """Compile (with XLA if `jit_compile`: the machine's choice) and fit noisy -> clean. Pairs
+    are (clean, noisy), as `data.split_validation` returns them. See `fit` for the cache and
+    the history returned."""
     settings = config.training
     train_clean, train_noisy = train_pair
     val_clean, val_noisy = val_pair
-    compile_model(model, config, steps_per_epoch=-(-len(train_clean) // settings.batch_size))
+    steps = -(-len(train_clean) // settings.batch_size)
+    compile_model(model, config, jit_compile, steps_per_epoch=steps)
 
     def run_fit(callbacks: list) -> None:
         model.fit(
@@ -90,24 +93,26 @@ def train(
         )
 
     announce(len(train_clean), settings.epochs, settings.batch_size)
-    return fit(model, run_fit, config, cache)
+    return fit(model, run_fit, config, jit_compile, cache)
 
 
-def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
+def compile_model(
+    model: keras.Model, config: Config, jit_compile: bool, steps_per_epoch: int
+) -> None:
     """Adam at training.learning_rate (decayed to 0 over the epochs with the cosine schedule),
-    the config's loss, and MSE as a metric."""
+    the config's loss, and MSE as a metric; XLA if `jit_compile`."""
     settings = config.training
     rate = settings.learning_rate
     if settings.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
             rate, decay_steps=settings.epochs * steps_per_epoch
         )
-    with environment.xla_allowed(settings.jit_compile):
+    with environment.xla_allowed(jit_compile):
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=rate),
             loss=loss_for(config.model.name, settings.loss),
             metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
-            jit_compile=settings.jit_compile,
+            jit_compile=jit_compile,
         )
 
 
@@ -119,15 +124,22 @@ def announce(images: int, epochs: int, batch_size: int) -> None:
     )
 
 
+def announce_batches(batches: int, epochs: int) -> None:
+    """`announce` for a dataset that serves its own batches (the lab's PyDataset)."""
+    report(f"training: {epochs} epochs × {batches} batches", echo=False)
+
+
 def fit(
     model: keras.Model,
     run_fit: Callable[[list], object],
     config: Config,
+    jit_compile: bool,
     cache=None,
     echo: bool = True,
 ) -> dict:
     """Train `model` by calling `run_fit(callbacks)`, which fits it (lab §6) with our callbacks
     added: per-epoch progress and, with a `cache.ModelCache`, resuming an interrupted run.
+    `jit_compile`: whether the model was compiled with XLA (op determinism is lifted for it).
 
     With a cache, a model trained before on the same inputs is loaded instead and `run_fit` is
     not called; a newly trained one is stored. Returns the history (per-epoch losses and
@@ -153,7 +165,7 @@ def fit(
     if cache is not None:  # after `progress`, so the history is saved before the weights
         callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
     started = time.perf_counter()
-    with environment.xla_allowed(settings.jit_compile):
+    with environment.xla_allowed(jit_compile):
         run_fit(callbacks)
     history = {**progress.history, "seconds": time.perf_counter() - started}
     losses = history["loss"] + history["val_loss"]

@@ -162,14 +162,15 @@ def plan(variants: Variants, students, course_secret: bytes, digests: dict[str, 
     A class of 120 drawing 6 distinct settings gets 6 variants, one build each. What is distinct
     is what the notebook cache key says (pipeline.build.notebook_keys): a [vary] setting that
     leaves the key unchanged (the cover's text, the gate's thresholds) would give students
-    the same lab under different names, and is refused."""
+    the same lab under different names, and is refused. The keys leave out the machine's
+    choices (precision, XLA): they only tell this class's variants apart."""
     from pipeline.build import notebook_keys
 
     combinations = variants.combinations()
     names = {_identity(values): f"v{number}" for number, values in enumerate(combinations, 1)}
     keys: dict[str, dict] = {}
     for values in combinations:
-        key = notebook_keys(settings(variants, values), digests)[1]
+        key = notebook_keys(settings(variants, values), digests, {})[1]
         if key in keys:
             same = [name for name in values if values[name] != keys[key][name]]
             raise ConfigError(
@@ -183,7 +184,7 @@ def plan(variants: Variants, students, course_secret: bytes, digests: dict[str, 
         identity = _identity(values)
         if identity not in groups:
             config = settings(variants, values)
-            key = notebook_keys(config, digests)[1]
+            key = notebook_keys(config, digests, {})[1]
             groups[identity] = Variant(names[identity], values, config, key)
         variant = groups[identity]
         groups[identity] = dataclasses.replace(variant, students=variant.students + (student,))

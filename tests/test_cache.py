@@ -19,13 +19,17 @@ from pipeline.model import build_lab_autoencoder
 from tests.conftest import SUBSET_DIR, TESTS_DIR, assert_finished, dae_report
 
 DIGESTS = {"train-images-idx3-ubyte.gz": "abc"}
+MACHINE = {  # as environment.machine_choices resolves them on a float32 machine without XLA
+    "precision": {"setting": "auto", "used": "float32", "reason": "no native bfloat16"},
+    "jit_compile": {"setting": False, "used": False, "reason": "training.jit_compile = false"},
+}
 
 
 def key_of(*overrides):
     """The model key of a build with the quick profile and `overrides`."""
     config = load_config("quick", overrides=list(overrides))
     return cache.digest(
-        cache.training_inputs(config.to_dict(), DIGESTS, notebook.training_code(config))
+        cache.training_inputs(config.to_dict(), DIGESTS, MACHINE, notebook.training_code(config))
     )
 
 
@@ -47,7 +51,8 @@ from pipeline import cache, notebook
 from pipeline.config import load_config
 config = load_config("quick").to_dict()
 code = notebook.training_code(load_config("quick"))
-training = cache.training_inputs(config, json.loads(sys.argv[1]), code)
+machine = {"precision": {"used": "float32"}, "jit_compile": {"used": False}}
+training = cache.training_inputs(config, json.loads(sys.argv[1]), machine, code)
 print(json.dumps([cache.digest(training), cache.digest(cache.notebook_inputs(training, config))]))
 """
 
@@ -157,7 +162,9 @@ def _edit_lab(root: Path, grade_id: str | None, edit) -> None:
             else c.cell_type == "markdown"
         )
     )
-    cell.source = edit(cell.source)
+    edited = edit(cell.source)
+    assert edited != cell.source, "the edit no longer matches the lab's text"
+    cell.source = edited
     nbformat.write(lab, path)
 
 
@@ -169,11 +176,11 @@ def _edit_lab(root: Path, grade_id: str | None, edit) -> None:
         (
             "noise",
             lambda text: text.replace(
-                "np.clip(images + noise, 0.0, 1.0)", "np.clip(images + noise, 0.0, 0.9)"
+                "np.clip(noisy, 0.0, 1.0, out=noisy)", "np.clip(noisy, 0.0, 0.9, out=noisy)"
             ),
             True,
         ),
-        ("training", lambda text: text.replace("shuffle=True", "shuffle=False"), True),
+        ("training", lambda text: text.replace("epochs=EPOCHS,", "epochs=EPOCHS + 1,"), True),
     ],
     ids=["markdown", "code-after-fit", "noise-code", "fit-code"],
 )
@@ -224,7 +231,7 @@ def tiny_history():
 
 
 def test_store_then_lookup_and_decisions(tmp_path, tiny_history):
-    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS)
+    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS, MACHINE)
     first = cache.ModelCache(tmp_path, inputs, run_id="run-1")
     assert first.lookup() is None
     assert first.decision(None)["reason"] == "first"
@@ -249,7 +256,7 @@ def test_store_then_lookup_and_decisions(tmp_path, tiny_history):
     assert forced.lookup() is None and forced.decision(None)["reason"] == "retrain"
 
     changed_inputs = cache.training_inputs(
-        load_config("quick", overrides=["training.epochs=3"]).to_dict(), DIGESTS
+        load_config("quick", overrides=["training.epochs=3"]).to_dict(), DIGESTS, MACHINE
     )
     changed = cache.ModelCache(tmp_path, changed_inputs, run_id="run-4").decision(None)
     assert changed["reason"] == "changed" and changed["changed"] == ["config.training.epochs"]
@@ -257,7 +264,7 @@ def test_store_then_lookup_and_decisions(tmp_path, tiny_history):
 
 
 def test_a_second_store_of_the_same_key_is_harmless(tmp_path, tiny_history):
-    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS)
+    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS, MACHINE)
     model = build_lab_autoencoder()
     cache.ModelCache(tmp_path, inputs, "run-1").store(model, tiny_history)
     cache.ModelCache(tmp_path, inputs, "run-2").store(model, tiny_history)  # lost the race
@@ -322,7 +329,7 @@ def other_value(base: dict, key: str, item: dataclasses.Field, logo: Path):
 
 
 def keys_of(values: dict) -> tuple[str, str]:
-    training = cache.training_inputs(values, DIGESTS)
+    training = cache.training_inputs(values, DIGESTS, MACHINE)
     return cache.digest(training), cache.digest(cache.notebook_inputs(training, values))
 
 
@@ -367,7 +374,7 @@ def discarded_lines(text: str) -> list[str]:
 
 @pytest.fixture
 def stored(tmp_path, tiny_history) -> cache.ModelCache:
-    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS)
+    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS, MACHINE)
     model_cache = cache.ModelCache(tmp_path, inputs, run_id="run-1")
     model_cache.store(build_lab_autoencoder(), tiny_history)
     return model_cache
@@ -440,7 +447,9 @@ def test_a_damaged_entry_is_replaced_even_without_retrain(stored, tiny_history):
 
 def test_a_damaged_record_of_another_key_is_no_comparison(stored, tiny_history):
     (stored.entry / "record.json").write_text("[1, 2]")
-    other = cache.training_inputs(load_config("quick", overrides=["seed=9"]).to_dict(), DIGESTS)
+    other = cache.training_inputs(
+        load_config("quick", overrides=["seed=9"]).to_dict(), DIGESTS, MACHINE
+    )
     assert cache.ModelCache(stored.root, other, run_id="run-2").decision(None)["reason"] == "first"
 
 
@@ -535,7 +544,7 @@ def test_a_damaged_notebook_entry_is_discarded_with_one_line(tmp_path, executed,
 
 def test_verify_names_each_damaged_entry_and_clear_removes_them(tmp_path, executed, tiny_history):
     out, root = tmp_path, tmp_path / ".cache"  # `executed` indexed its run in tmp_path/.cache
-    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS)
+    inputs = cache.training_inputs(load_config("quick").to_dict(), DIGESTS, MACHINE)
     stored = cache.ModelCache(root, inputs, run_id="run-1")
     stored.store(build_lab_autoencoder(), tiny_history)
     text = io.StringIO()
@@ -823,3 +832,22 @@ def test_a_changed_library_version_retrains(quick_build, quick_reports_copy, tmp
         "changed": ["versions.tensorflow"],
         "compared_with": quick_build.run_dir.name,
     }
+
+
+def test_the_precision_and_xla_a_machine_uses_are_in_the_model_key():
+    """Two machines that resolve "auto" differently train different models; so does an explicit
+    training.precision."""
+    config = load_config("quick")
+    code = notebook.training_code(config)
+
+    def key(machine, values=None):
+        values = values or config.to_dict()
+        return cache.digest(cache.training_inputs(values, DIGESTS, machine, code))
+
+    bf16 = {**MACHINE, "precision": {**MACHINE["precision"], "used": "bfloat16"}}
+    xla = {**MACHINE, "jit_compile": {**MACHINE["jit_compile"], "used": True}}
+    assert len({key(MACHINE), key(bf16), key(xla)}) == 3
+    reworded = {**MACHINE, "precision": {**MACHINE["precision"], "reason": "other words"}}
+    assert key(reworded) == key(MACHINE)  # what was used, not how it was found
+    explicit = load_config("quick", overrides=["training.precision=bfloat16"]).to_dict()
+    assert key(MACHINE, explicit) != key(MACHINE)

@@ -197,3 +197,90 @@ def test_peak_memory_is_the_process_own_not_its_parents():
     peak, high_water_mark = json.loads(result.stdout)
     assert 256 * 2**20 <= peak < 768 * 2**20
     assert abs(peak - high_water_mark) <= 4 * 2**20
+
+
+# --- training.precision: bfloat16 only where the hardware computes it ---------------------------
+
+
+def test_auto_precision_is_float32_without_native_bfloat16(monkeypatch):
+    """The AVX2 machine of the measurements: no bf16 flag, no GPU. Emulated bfloat16 trained
+    the lab's model 9× slower there, so auto must not pick it."""
+    monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512f"}))
+    monkeypatch.setattr(environment, "gpu_capabilities", lambda: ())
+    chosen = environment.choose_precision("auto")
+    assert (chosen.used, chosen.policy, chosen.basis) == ("float32", "float32", "none")
+    assert "no native bfloat16" in chosen.reason
+
+
+@pytest.mark.parametrize("flag", ["avx512_bf16", "amx_bf16"])
+def test_auto_precision_is_bfloat16_where_the_cpu_has_it(monkeypatch, flag):
+    monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset({"avx512f", flag}))
+    monkeypatch.setattr(environment, "gpu_capabilities", lambda: ())
+    chosen = environment.choose_precision("auto")
+    assert (chosen.used, chosen.policy, chosen.basis) == ("bfloat16", "mixed_bfloat16", "cpu")
+    assert flag.upper() in chosen.reason and chosen.device == flag.upper()
+
+
+@pytest.mark.parametrize(
+    ("capability", "used"), [(9.0, "bfloat16"), (8.0, "bfloat16"), (7.5, "float32")]
+)
+def test_auto_precision_on_a_gpu_follows_its_compute_capability(capability, used):
+    """A GPU decides, whatever the CPU has: a T4 (7.5) emulates bfloat16, an A100 (8.0) or H100
+    (9.0) computes it in its tensor cores."""
+    chosen = environment.choose_precision("auto", frozenset({"amx_bf16"}), [("GPU X", capability)])
+    assert chosen.used == used and "GPU X" in chosen.reason
+
+
+@pytest.mark.parametrize("setting", ["float32", "bfloat16"])
+def test_a_precision_set_in_the_config_is_used_as_set(monkeypatch, setting):
+    monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset())
+    chosen = environment.choose_precision(setting, gpus=[])
+    assert (chosen.setting, chosen.used, chosen.basis) == (setting, setting, "setting")
+
+
+def test_gpu_capabilities_read_nvidia_smi(monkeypatch, tmp_path):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H200, 9.0'\necho 'Tesla T4, 7.5'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    environment.gpu_capabilities.cache_clear()
+    try:
+        assert environment.gpu_capabilities() == (("NVIDIA H200", 9.0), ("Tesla T4", 7.5))
+    finally:
+        environment.gpu_capabilities.cache_clear()
+
+
+def test_machine_choices_measure_xla_only_when_asked(monkeypatch, tmp_path):
+    from pipeline import probe
+    from pipeline.config import load_config
+
+    asked = []
+
+    def xla_choice(model, width, batch_size, cache_dir, **_):
+        asked.append((model, width, batch_size, cache_dir))
+        return True, "XLA measured 1.50× plain TensorFlow"
+
+    monkeypatch.setattr(probe, "xla_choice", xla_choice)
+    monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset())
+    monkeypatch.setattr(environment, "gpu_capabilities", lambda: ())
+    fast = environment.machine_choices(load_config("fast"), tmp_path)
+    assert fast["jit_compile"] == {
+        "setting": "auto",
+        "used": True,
+        "reason": "XLA measured 1.50× plain TensorFlow",
+    }
+    assert asked == [("unet", 16, 128, tmp_path)]
+    full = environment.machine_choices(load_config("full"), tmp_path)
+    assert full["jit_compile"]["used"] is False and len(asked) == 1  # the lab's: off, not probed
+    assert full["precision"]["used"] == "float32"
+
+
+def test_a_stage_peak_is_its_own():
+    """After a reset the peak is what is resident now, not the process's earlier peak."""
+    stages = {}
+    big = np.ones(40_000_000)  # 320 MB
+    del big
+    environment.stage_peak(stages, "big")
+    environment.stage_peak(stages, "small")
+    assert stages["big"] > stages["small"] + 200 * 2**20
+    assert environment.resources(stages)["peak_rss_bytes"] >= stages["big"]

@@ -347,3 +347,29 @@ def test_the_instructors_copy_is_marked_on_every_page_and_on_screen():
     html = report.render_html(values)
     assert '@page { @top-center { content: "Answer key: do not distribute"; } }' in html
     assert '<p class="instructor-copy">Answer key: do not distribute</p>' in html
+
+
+@pytest.mark.parametrize(
+    ("precision", "expected"),
+    [
+        (
+            {"setting": "auto", "used": "bfloat16", "basis": "cpu", "device": "AVX512_BF16"},
+            "mixed_bfloat16: automática, porque AVX512_BF16 calcula bfloat16 de forma nativa",
+        ),
+        (
+            {"setting": "auto", "used": "float32", "basis": "none", "device": ""},
+            "float32: automática: esta máquina no calcula bfloat16 de forma nativa",
+        ),
+        (
+            {"setting": "float32", "used": "float32", "basis": "setting", "device": ""},
+            "float32: fijada en la configuración",
+        ),
+    ],
+)
+def test_the_environment_table_says_which_precision_ran_and_why(values, precision, expected):
+    policy = "mixed_bfloat16" if precision["used"] == "bfloat16" else "float32"
+    values["metrics"]["environment"]["precision"] = {**precision, "policy": policy, "reason": ""}
+    values["metrics"]["environment"]["jit_compile"] = {"setting": "auto", "used": True}
+    text = text_of(report.render_html(values))
+    assert expected in text
+    assert "XLA sí: medido en esta máquina" in text

@@ -24,7 +24,7 @@ def _train_unet_with_xla():
     environment.seed_everything(config.seed)
     arrays = compare.prepare(config, data.load(SUBSET_DIR))
     model = build(config.model.name, config.model.width)
-    history = train.train(model, arrays.train, arrays.val, config)
+    history = train.train(model, arrays.train, arrays.val, config, jit_compile=True)
     clean, noisy = arrays.test
     return model, history, model.predict(noisy, verbose=0)  # determinism is on again here
 
