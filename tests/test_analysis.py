@@ -96,3 +96,10 @@ def test_collect_names_what_the_notebook_did_not_define():
         RunError, match=r"did not define y_train, x_train_noisy, .*denoising_autoencoder$"
     ):
         analysis.LabOutputs.collect(namespace, batch_size=32)
+
+
+def test_raw_pixels_are_the_labs_bytes_chunk_by_chunk():
+    """×255 and rounding, chunk by chunk, give back every uint8 value the lab divided by 255."""
+    raw = np.random.default_rng(0).integers(0, 256, (23, 28, 28), dtype=np.uint8)
+    images = (raw.astype(np.float32) / 255.0)[..., np.newaxis]
+    np.testing.assert_array_equal(analysis.raw_pixels(images, chunk=5), raw)
