@@ -63,6 +63,28 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
+class Batches(keras.utils.PyDataset):
+    """The lab's NoisyBatches (§6), line for line, for `compare`: (noisy, clean) batches served
+    from the arrays, in an order that a generator seeded with the run's seed redraws each epoch,
+    so a model trained here is the one the notebook trains."""
+
+    def __init__(self, noisy, clean, batch_size, seed, **kwargs):
+        super().__init__(**kwargs)
+        self.noisy, self.clean, self.batch_size = noisy, clean, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(clean))
+
+    def __len__(self):
+        return -(-len(self.clean) // self.batch_size)
+
+    def __getitem__(self, index):
+        pairs = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.noisy[pairs], self.clean[pairs]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.clean))
+
+
 def train(
     model: keras.Model,
     train_pair: tuple[np.ndarray, np.ndarray],
@@ -80,14 +102,14 @@ def train(
     steps = -(-len(train_clean) // settings.batch_size)
     compile_model(model, config, jit_compile, steps_per_epoch=steps)
 
+    batches = Batches(train_noisy, train_clean, settings.batch_size, seed=config.seed)
+
     def run_fit(callbacks: list) -> None:
         model.fit(
-            train_noisy,
-            train_clean,
+            batches,
             epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            shuffle=True,
             validation_data=(val_noisy, val_clean),
+            validation_batch_size=settings.batch_size,
             verbose=0,
             callbacks=callbacks,
         )
