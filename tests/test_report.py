@@ -354,15 +354,15 @@ def test_the_instructors_copy_is_marked_on_every_page_and_on_screen():
     [
         (
             {"setting": "auto", "used": "bfloat16", "basis": "cpu", "device": "AVX512_BF16"},
-            "mixed_bfloat16: automática, porque AVX512_BF16 calcula bfloat16 de forma nativa",
+            "mixed_bfloat16 (automática, porque AVX512_BF16 calcula bfloat16 de forma nativa)",
         ),
         (
             {"setting": "auto", "used": "float32", "basis": "none", "device": ""},
-            "float32: automática: esta máquina no calcula bfloat16 de forma nativa",
+            "float32 (automática: esta máquina no calcula bfloat16 de forma nativa",
         ),
         (
             {"setting": "float32", "used": "float32", "basis": "setting", "device": ""},
-            "float32: fijada en la configuración",
+            "float32 (fijada en la configuración)",
         ),
     ],
 )
@@ -372,4 +372,4 @@ def test_the_environment_table_says_which_precision_ran_and_why(values, precisio
     values["metrics"]["environment"]["jit_compile"] = {"setting": "auto", "used": True}
     text = text_of(report.render_html(values))
     assert expected in text
-    assert "XLA sí: medido en esta máquina" in text
+    assert "XLA sí (medido en esta máquina)" in text
