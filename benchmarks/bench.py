@@ -128,13 +128,12 @@ def lab_code(epochs: int, track: bool) -> dict:
 def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
     """The build's training, without notebook or report: the precision and XLA this machine
     gets (environment.machine_choices, XLA's probe cached under benchmarks/results/), the
-    model in that policy, and the lab notebook's own PyDataset of batches (§6), fitted as its
-    cell fits them."""
+    model in that policy, and train.train's batches: the lab notebook's PyDataset (§6), line
+    for line."""
     clock = time.perf_counter()
     import dataclasses
 
     import keras
-    import numpy as np
 
     from pipeline import compare, data, notebook, train
     from pipeline.config import load_config
@@ -150,32 +149,16 @@ def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
     environment.seed_everything(config.seed)
     arrays = compare.prepare(config, data.load(data.locate(None)))
     model = build(config.model.name, config.model.width)
-    (clean, noisy), val = arrays.train, arrays.val
-    batches = {  # the notebook's cell that makes `train_batches`, run on the same arrays
-        "keras": keras,
-        "np": np,
-        "_": str,
-        "x_train_noisy_sub": noisy,
-        "x_train_clean": clean,
-        "BATCH_SIZE": config.training.batch_size,
-        "SEED": config.seed,
-    }
-    cells = notebook.lab(config, machine["precision"]["used"]).cells
-    exec(next(cell.source for cell in cells if cell.get("id") == "training-batches"), batches)
     timer = _epoch_timer()(arrays.test if track else None)
     timer.clock = clock
-    jit_compile = machine["jit_compile"]["used"]
-    steps = len(batches["train_batches"])
-    train.compile_model(model, config, jit_compile, steps_per_epoch=steps)
-    with environment.xla_allowed(jit_compile):
-        model.fit(
-            batches["train_batches"],
-            epochs=config.training.epochs,
-            validation_data=(val[1], val[0]),
-            validation_batch_size=config.training.batch_size,
-            verbose=0,
-            callbacks=[timer],
-        )
+    original_fit = keras.Model.fit
+
+    def fit_with_timer(self, *args, callbacks=None, **kwargs):
+        return original_fit(self, *args, callbacks=[*(callbacks or []), timer], **kwargs)
+
+    keras.Model.fit = fit_with_timer  # time the epochs of train.train's own fit
+    train.train(model, arrays.train, arrays.val, config, machine["jit_compile"]["used"])
+    clean = arrays.train[0]
     test_clean, test_noisy = arrays.test
     denoised = model.predict(test_noisy, batch_size=256, verbose=0)
     result = _result(timer, len(clean), clock, _test_mse(test_clean, denoised))

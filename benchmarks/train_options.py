@@ -24,7 +24,7 @@ from pipeline import environment  # peak memory as the report measures it (VmHWM
 OPTIONS = {
     "arrays": {},  # model.fit on NumPy arrays: the lab's way and the pipeline's default
     "tf.data": {"feed": "tfdata"},
-    "pydataset": {"feed": "pydataset"},  # the lab notebook's own batches (§6), as the build fits
+    "pydataset": {"feed": "pydataset"},  # the lab notebook's batches (§6), as the build fits
     "xla": {"jit": True},
     "threads 2/1": {"threads": (2, 1)},
     "bfloat16": {"bf16": True},
@@ -77,14 +77,9 @@ def child(option: dict, steps: int, batch: int) -> dict:
         def fit(count):
             return model.fit(feed.take(count).repeat(), steps_per_epoch=count, epochs=1, verbose=0)
     elif option.get("feed") == "pydataset":
-        from pipeline import notebook
-        from pipeline.config import load_config
+        from pipeline.train import Batches  # the lab notebook's batches (§6), line for line
 
-        cells = notebook.lab(load_config("full")).cells
-        scope = {"keras": keras, "np": np, "_": str, "BATCH_SIZE": batch, "SEED": 0}
-        scope.update(x_train_noisy_sub=noisy, x_train_clean=images)
-        exec(next(cell.source for cell in cells if cell.get("id") == "training-batches"), scope)
-        batches = scope["train_batches"]
+        batches = Batches(noisy, images, batch, seed=0)
 
         def fit(count):
             return model.fit(batches, steps_per_epoch=count, epochs=1, verbose=0)
