@@ -76,8 +76,8 @@ def before_training(model) -> None:
 
         images = args[0] if args else kwargs["x"]
         epochs = kwargs.get("epochs", 1)  # Keras' default, as the batches of 32 below
-        if isinstance(images, keras.utils.PyDataset):  # the lab's batches (§6): len() counts them
-            train.announce_batches(len(images), epochs)
+        if isinstance(images, keras.utils.PyDataset):  # the lab's batches (§6)
+            train.announce(*train.dataset_size(images), epochs)
         else:
             train.announce(len(images), epochs, kwargs.get("batch_size") or 32)
         history = train.fit(model, run_fit, config, jit_compile, cache=model_cache, echo=False)

@@ -142,13 +142,17 @@ def announce(images: int, epochs: int, batch_size: int) -> None:
     """The build log's line before training: how much work the epochs are."""
     steps = -(-images // batch_size)
     report(
-        f"training: {images} images, {epochs} epochs × {steps} batches of {batch_size}", echo=False
+        f"training: {images} images, {epochs} epoch{'s' * (epochs != 1)} × {steps} batches "
+        f"of {batch_size}",
+        echo=False,
     )
 
 
-def announce_batches(batches: int, epochs: int) -> None:
-    """`announce` for a dataset that serves its own batches (the lab's PyDataset)."""
-    report(f"training: {epochs} epochs × {batches} batches", echo=False)
+def dataset_size(batches: keras.utils.PyDataset) -> tuple[int, int]:
+    """(images, batch size) of a dataset that serves its own batches, as the lab's NoisyBatches
+    (§6) does: every batch full but the last. Reads the first and the last batch."""
+    batch_size = len(batches[0][0])
+    return (len(batches) - 1) * batch_size + len(batches[len(batches) - 1][0]), batch_size
 
 
 def fit(

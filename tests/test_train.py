@@ -41,3 +41,11 @@ def test_xla_is_used_under_op_determinism_and_trains_the_same_twice():
     for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(first_denoised, second_denoised)
+
+
+def test_the_log_counts_the_images_of_a_dataset_that_serves_its_own_batches():
+    clean = np.zeros((540, 28, 28, 1), "float32")
+    batches = train.Batches(clean + 1, clean, batch_size=256, seed=0)
+    assert len(batches) == 3  # 256 + 256 + 28
+    assert train.dataset_size(batches) == (540, 256)
+    assert train.dataset_size(train.Batches(clean[:512], clean[:512], 256, seed=0)) == (512, 256)
