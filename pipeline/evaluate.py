@@ -164,16 +164,33 @@ def overfitting(loss: list[float], val_loss: list[float]) -> dict:
     }
 
 
-def ssim_per_image(clean: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
-    """(N, 28, 28, 1) × 2 -> (N,) structural similarity (scikit-image, 7×7 window)."""
-    from skimage.metrics import structural_similarity
+SSIM_WINDOW = 7
 
-    return np.array(
-        [
-            structural_similarity(a[..., 0], b[..., 0], data_range=1.0, win_size=7)
-            for a, b in zip(clean.astype(np.float64), reconstructed.astype(np.float64), strict=True)
-        ]
-    )
+
+def ssim_per_image(clean: np.ndarray, reconstructed: np.ndarray, chunk: int = 500) -> np.ndarray:
+    """(N, 28, 28, 1) × 2 -> (N,) structural similarity: scikit-image's `structural_similarity`
+    (7×7 uniform window, sample covariance, data range 1), computed on a stack of images at once.
+
+    scikit-image filters one image per call; the same uniform filter over (1, 7, 7) filters a
+    whole chunk in one call, three times faster, with the same values (tests hold them to
+    scikit-image's). Chunks of 500 keep the float64 temporaries near 25 MB."""
+    from scipy.ndimage import uniform_filter
+
+    size, pad = (1, SSIM_WINDOW, SSIM_WINDOW), (SSIM_WINDOW - 1) // 2
+    cov_norm = SSIM_WINDOW**2 / (SSIM_WINDOW**2 - 1)
+    c1, c2 = 0.01**2, 0.03**2  # (K1 · data range)², (K2 · data range)²
+    scores = np.empty(len(clean))
+    for start in range(0, len(clean), chunk):
+        x = clean[start : start + chunk, ..., 0].astype(np.float64)
+        y = reconstructed[start : start + chunk, ..., 0].astype(np.float64)
+        ux, uy = uniform_filter(x, size), uniform_filter(y, size)
+        vx = cov_norm * (uniform_filter(x * x, size) - ux * ux)
+        vy = cov_norm * (uniform_filter(y * y, size) - uy * uy)
+        vxy = cov_norm * (uniform_filter(x * y, size) - ux * uy)
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+        inner = s[:, pad:-pad, pad:-pad]
+        scores[start : start + len(x)] = [image.mean(dtype=np.float64) for image in inner]
+    return scores
 
 
 def gradient_magnitude(images: np.ndarray) -> np.ndarray:

@@ -111,6 +111,25 @@ def test_ssim_is_one_for_identical_images_and_lower_for_noise():
     assert (evaluate.ssim_per_image(clean, noisy) < 0.9).all()
 
 
+def test_ssim_on_a_stack_gives_scikit_images_values_image_by_image():
+    from scipy.ndimage import gaussian_filter
+    from skimage.metrics import structural_similarity
+
+    from pipeline import data
+    from tests.conftest import SUBSET_DIR
+
+    clean = data.load(SUBSET_DIR).test_images[:23, ..., None].astype(np.float32) / 255
+    rng = np.random.default_rng(1)
+    noisy = np.clip(clean + rng.normal(0, 0.4, clean.shape), 0, 1).astype(np.float32)
+    blurred = gaussian_filter(noisy, (0, 1, 1, 0)).astype(np.float32)
+    for other in (noisy, blurred):
+        expected = [
+            structural_similarity(a[..., 0], b[..., 0], data_range=1.0, win_size=7)
+            for a, b in zip(clean.astype(np.float64), other.astype(np.float64), strict=True)
+        ]
+        np.testing.assert_array_equal(evaluate.ssim_per_image(clean, other, chunk=10), expected)
+
+
 def test_gradient_energy_drops_when_blurred():
     from scipy.ndimage import gaussian_filter
 
