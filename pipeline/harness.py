@@ -77,7 +77,8 @@ def before_training(model) -> None:
         images = args[0] if args else kwargs["x"]
         epochs = kwargs.get("epochs", 1)  # Keras' default, as the batches of 32 below
         if isinstance(images, keras.utils.PyDataset):  # the lab's batches (§6)
-            train.announce(*train.dataset_size(images), epochs)
+            count, batch_size = train.dataset_size(images)
+            train.announce(count, epochs, batch_size)
         else:
             train.announce(len(images), epochs, kwargs.get("batch_size") or 32)
         history = train.fit(model, run_fit, config, jit_compile, cache=model_cache, echo=False)

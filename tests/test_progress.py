@@ -117,7 +117,8 @@ def test_a_closed_pipe_neither_stops_the_build_nor_changes_its_exit_code(tmp_pat
     assert json.loads((run / "run.json").read_text(encoding="utf-8"))["status"] == "finished"
     assert (reports / "latest").resolve() == run.resolve()
     log = (run / "build.log").read_text(encoding="utf-8")
-    assert "training: 540 images" in log and "1/1  loss" in log  # the notebook's lines, all kept
+    # the notebook's lines, all kept; 600 images less the 10 % for validation, batches of 256
+    assert "training: 540 images, 1 epoch × 3 batches of 256\n" in log and "1/1  loss" in log
 
 
 # --- Lines: durations, the epoch line, the build log ---
