@@ -172,6 +172,48 @@ def test_residual_of_white_noise_is_unstructured_and_of_blur_is_structured():
     assert maps.shape == (10, 28, 28) and np.abs(maps[1:]).max() == 0  # classes with no images
 
 
+def test_chunked_scores_are_the_whole_array_formulas():
+    """per_image_mse, gradient_energy and residuals work a chunk at a time to keep memory low;
+    their values are those of the plain whole-array formulas."""
+    from skimage.filters import sobel
+
+    from pipeline import data
+    from tests.conftest import SUBSET_DIR
+
+    dataset = data.load(SUBSET_DIR)
+    clean = dataset.test_images[..., None].astype(np.float32) / 255
+    rng = np.random.default_rng(2)
+    denoised = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype(np.float32)
+    difference = clean.astype(np.float64) - denoised.astype(np.float64)
+    np.testing.assert_array_equal(
+        evaluate.per_image_mse(clean, denoised, chunk=100),
+        np.mean(np.square(difference).reshape(len(clean), -1), axis=1),
+    )
+    np.testing.assert_array_equal(
+        evaluate.gradient_energy(denoised),
+        [sobel(image[..., 0].astype(np.float64)).mean() for image in denoised],
+    )
+    residual = -difference[..., 0]
+    _, stats = evaluate.residuals(clean, denoised, dataset.test_labels)
+    edges = evaluate.gradient_mask(clean)
+    expected = {
+        "mean": residual.mean(),
+        "std": residual.std(),
+        "mean_abs": np.abs(residual).mean(),
+        "share_above_0_1": np.mean(np.abs(residual) > 0.1),
+        "neighbour_correlation": np.corrcoef(
+            residual[:, :, :-1].ravel(), residual[:, :, 1:].ravel()
+        )[0, 1],
+        "edge_mean_abs": np.abs(residual[edges]).mean(),
+        "flat_mean_abs": np.abs(residual[~edges]).mean(),
+        "background_mean": residual[clean[..., 0] == 0].mean(),
+    }
+    assert stats == pytest.approx(expected, rel=1e-12)
+    assert evaluate._neighbour_correlation(residual, chunk=7) == pytest.approx(
+        expected["neighbour_correlation"], rel=1e-12
+    )
+
+
 def test_anomaly_threshold_comes_from_validation():
     val_mse = np.linspace(0.0, 1.0, 101)  # 99th percentile: 0.99
     test_mse = np.array([0.5, 0.995, 2.0, 0.1])
