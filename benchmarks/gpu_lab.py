@@ -67,6 +67,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="default",
         help="jax_default_matmul_precision; 'highest' rules out TF32 for float32 convolutions",
     )
+    parser.add_argument(
+        "--noise-draw",
+        choices=("fixed", "per-batch"),
+        default="fixed",
+        help="fixed: the lab's training noise, drawn once (§3); per-batch: training batches "
+        "made from the uint8 images, with fresh noise per batch from a generator seeded by "
+        "(seed, epoch, batch) (issue 17's memory plan); validation and test noise stay fixed",
+    )
     parser.add_argument("--tag", default="", help="suffix of the JSON's name, for extra runs")
     parser.add_argument(
         "--require-gpu",
@@ -114,6 +122,33 @@ def load_data(folder: Path, limit: int | None, rng):
         "val": (x_train[:val_size], x_train_noisy[:val_size]),
         "test": (x_test, x_test_noisy),
     }
+
+
+def streamed_batches(keras, images: np.ndarray, batch_size: int, seed: int):
+    """(noisy, clean) training batches made from uint8 images one batch at a time: no float
+    copy of the training set. Each epoch has its own order, each batch its own noise, both from
+    generators seeded by (seed, epoch[, batch]), so any batch can be remade in any order."""
+
+    class StreamedBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+            self.order = np.random.default_rng([seed, 0]).permutation(len(images))
+
+        def __len__(self):
+            return -(-len(images) // batch_size)
+
+        def __getitem__(self, index):
+            pairs = np.sort(self.order[index * batch_size : (index + 1) * batch_size])
+            clean = images[pairs, ..., None].astype("float32") / 255.0
+            noise_rng = np.random.default_rng([seed, self.epoch, index])
+            return add_gaussian_noise(clean, NOISE_MEAN, NOISE_STD, noise_rng), clean
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = np.random.default_rng([seed, self.epoch]).permutation(len(images))
+
+    return StreamedBatches()
 
 
 # --- model (lab §5) ---
@@ -268,13 +303,17 @@ def main(argv=None) -> int:
     context = {"precision": args.precision, "device": devices[0] if devices else None}
     timer = make_epoch_timer(keras, partial_path, context)
     t0 = time.perf_counter()
+    if args.noise_draw == "per-batch":
+        raw = read_idx_gz(Path(args.data) / IMAGE_FILES["train"])[: args.limit][len(val_clean) :]
+        training = {"x": streamed_batches(keras, raw, args.batch_size, SEED)}
+    else:
+        training = {"x": train_noisy, "y": train_clean, "batch_size": args.batch_size}
     history = model.fit(
-        train_noisy,
-        train_clean,
+        **training,
         epochs=args.epochs,
-        batch_size=args.batch_size,
         shuffle=True,
         validation_data=(val_noisy, val_clean),
+        validation_batch_size=args.batch_size,
         verbose=2,
         callbacks=[timer],
     )
@@ -335,7 +374,7 @@ def main(argv=None) -> int:
             "test_images": len(test_clean),
             "predict_batch_size": PREDICT_BATCH,
             "seed": SEED,
-            "noise": {"mean": NOISE_MEAN, "std": NOISE_STD},
+            "noise": {"mean": NOISE_MEAN, "std": NOISE_STD, "draw": args.noise_draw},
             "learning_rate": LEARNING_RATE,
             "parameters": int(model.count_params()),
         },

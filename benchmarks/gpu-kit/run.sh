@@ -139,10 +139,12 @@ left=$(remaining)
 run_one bfloat16 $((left > 150 ? 150 : (left < 90 ? 90 : left))) --precision bfloat16
 
 # Extras, each only while the budget still holds a run as long as the float32 one:
+#  per-batch-noise: training batches from the uint8 images with fresh noise per batch
 #  fp32-highest: float32 without TF32 (jax_default_matmul_precision=highest)
 #  spe16: 16 batches per device call, how much of an epoch is Python and dispatch
 if [ "${EXTRAS:-1}" != 0 ]; then
-  for extra in "float32 fp32-highest --matmul-precision highest" \
+  for extra in "float32 per-batch-noise --noise-draw per-batch" \
+               "float32 fp32-highest --matmul-precision highest" \
                "float32 spe16 --steps-per-execution 16" \
                "bfloat16 spe16 --steps-per-execution 16"; do
     read -r precision tag args <<< "$extra"
