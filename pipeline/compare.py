@@ -25,6 +25,7 @@ from pipeline import (
     evaluate,
     figures,
     i18n,
+    index,
     noise,
     notebook,
     report,
@@ -124,16 +125,21 @@ def compare_models(
         folder = data.locate(data_dir)
         dataset = data.load(folder)
         stage.detail = f"{folder} (verified)"
-    with run.open("compare") as run_dir:
-        # TensorFlow runs in this process: from its import on, what it writes to stderr goes to
-        # the run's kernel.log, as a build's kernel's does; the stages still reach the terminal.
-        with StderrInto(run_dir / artifacts.KERNEL_LOG, keep=run.stream):
-            results, examples = model_stages(run, entries, dataset)
-            test_clean = figures_stage(run, dataset, results, examples)
-            metrics = comparison_metrics(run.config, results, len(test_clean))
-            artifacts.write_json(run_dir / artifacts.METRICS, metrics)
-            report_stage(run)
-    run.finish()
+    try:
+        with run.open("compare") as run_dir:
+            # TensorFlow runs in this process: from its import on, what it writes to stderr goes
+            # to the run's kernel.log, as a build's kernel's does; the stages still reach the
+            # terminal.
+            with StderrInto(run_dir / artifacts.KERNEL_LOG, keep=run.stream):
+                results, examples = model_stages(run, entries, dataset)
+                test_clean = figures_stage(run, dataset, results, examples)
+                metrics = comparison_metrics(run.config, results, len(test_clean))
+                artifacts.write_json(run_dir / artifacts.METRICS, metrics)
+                report_stage(run)
+        run.finish()
+    finally:
+        if run.folder is not None and run.folder.is_dir():  # listed however it ended, as builds
+            index.refresh(run.out_dir, run.stream)
     return run_dir
 
 
@@ -280,8 +286,8 @@ def report_stage(run: Run) -> None:
 def _curve(model, clean: np.ndarray, seed: int) -> list[dict]:
     """PSNR of the model on Gaussian noise at each level of CURVE_LEVELS."""
     points = []
-    for index, std in enumerate(CURVE_LEVELS):
-        noisy = noise.add_gaussian_noise(clean, 0.0, std, np.random.default_rng([seed, index]))
+    for level, std in enumerate(CURVE_LEVELS):
+        noisy = noise.add_gaussian_noise(clean, 0.0, std, np.random.default_rng([seed, level]))
         denoised = model.predict(noisy, batch_size=256, verbose=0)
         mse = evaluate.per_image_mse(clean, denoised)
         points.append({"std": std, "psnr": evaluate.psnr_of_mean_mse(mse)})

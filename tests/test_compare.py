@@ -108,6 +108,7 @@ def test_compare_keeps_the_terminal_to_its_own_lines(tmp_path):
     record = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert record["status"] == "finished" and record["command"] == "compare"
     assert (run / "kernel.log").is_file()
+    assert run.name in (reports / "index.html").read_text(encoding="utf-8")  # listed, as builds
 
 
 def test_a_std_range_the_noise_cannot_take_exits_2_before_any_work(tmp_path):
