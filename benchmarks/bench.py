@@ -158,7 +158,7 @@ def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
 
     keras.Model.fit = fit_with_timer  # time the epochs of train.train's own fit
     train.train(model, arrays.train, arrays.val, config, machine["jit_compile"]["used"])
-    clean = arrays.train[0]
+    clean = arrays.train  # the training images, uint8
     test_clean, test_noisy = arrays.test
     denoised = model.predict(test_noisy, batch_size=256, verbose=0)
     result = _result(timer, len(clean), clock, _test_mse(test_clean, denoised))

@@ -79,7 +79,12 @@ def child(option: dict, steps: int, batch: int) -> dict:
     elif option.get("feed") == "pydataset":
         from pipeline.train import Batches  # the lab notebook's batches (§6), line for line
 
-        batches = Batches(noisy, images, batch, seed=0)
+        raw = dataset.train_images[: steps * batch * 2]  # uint8: each batch normalised and noised
+
+        def gaussian(clean, rng):
+            return noise.add_gaussian_noise(clean, 0.0, 0.4, rng)
+
+        batches = Batches(raw, batch, 0, gaussian)
 
         def fit(count):
             return model.fit(batches, steps_per_epoch=count, epochs=1, verbose=0)

@@ -23,7 +23,8 @@ from pipeline.errors import RunError
 ARRAYS = (
     "x_train",
     "y_train",
-    "x_train_noisy",
+    "x_sample",
+    "x_sample_noisy",
     "x_val_clean",
     "x_val_noisy",
     "x_test",
@@ -36,11 +37,13 @@ MODEL = "denoising_autoencoder"
 
 @dataclass(frozen=True)
 class LabOutputs:
-    """What one execution of the lab produced. Images are float32 in [0, 1], (N, 28, 28, 1)."""
+    """What one execution of the lab produced. Images are float32 in [0, 1], (N, 28, 28, 1),
+    but x_train: the lab keeps it uint8 and normalises each training batch (§2, §6)."""
 
-    x_train: np.ndarray  # normalised training images, before the split
+    x_train: np.ndarray  # the training images as loaded, uint8 (N, 28, 28), before the split
     y_train: np.ndarray  # (N,) labels 0-9
-    x_train_noisy: np.ndarray
+    x_sample: np.ndarray  # §3: the first training images, normalised, to show the noise on
+    x_sample_noisy: np.ndarray  # ... with the training noise (drawn afresh per batch in §6)
     x_val_clean: np.ndarray  # the first VAL_FRACTION of x_train
     x_val_noisy: np.ndarray
     x_test: np.ndarray
@@ -74,7 +77,7 @@ def analyse(outputs: LabOutputs, config: Config, history: dict, figures_dir: Pat
     metrics = {
         "dataset": explore(outputs, draw),
         "normalised": {
-            "train": evaluate.value_range(outputs.x_train),
+            "train": normalised_range(outputs.x_train),
             "test": evaluate.value_range(outputs.x_test),
         },
         "noise": noise_summary(outputs, config, draw),
@@ -116,7 +119,7 @@ class Figures:
 def explore(outputs: LabOutputs, draw: Figures) -> dict:
     """Lab §1: shapes, classes and the raw 0-255 pixel values."""
     _ = draw._
-    raw_train = raw_pixels(outputs.x_train)
+    raw_train = outputs.x_train
     class_counts = evaluate.class_counts(outputs.y_train)
     names = [data.CLASS_NAMES[label] for label in outputs.y_train[:9]]
     figures.image_grid([raw_train[:9]], names, draw.folder, "samples", columns=3)
@@ -134,7 +137,7 @@ def explore(outputs: LabOutputs, draw: Figures) -> dict:
         text={"x": _("Valor de píxel (0-255)"), "y": _("Frecuencia")},
     )
     figures.image_grid(
-        [outputs.x_train[:6]],
+        [data.to_unit_float(outputs.x_train[:6])],
         [data.CLASS_NAMES[y] for y in outputs.y_train[:6]],
         draw.folder,
         "normalised_samples",
@@ -148,31 +151,26 @@ def explore(outputs: LabOutputs, draw: Figures) -> dict:
     }
 
 
-def raw_pixels(images: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """The lab overwrites x_train with x_train / 255; ×255 gives back its exact uint8 values,
-    (N, 28, 28). Chunk by chunk: at once, 60 000 images took two float copies (0.38 GB) more."""
-    pixels = np.empty(images.shape[:3], dtype=np.uint8)
-    for start in range(0, len(images), chunk):
-        scaled = images[start : start + chunk, ..., 0] * np.float32(255.0)
-        pixels[start : start + chunk] = np.rint(scaled, out=scaled)
-    return pixels
+def normalised_range(raw: np.ndarray) -> dict[str, float]:
+    """`evaluate.value_range` of raw / 255 (lab §2), from the uint8 images: no float copy."""
+    return {key: value / 255.0 for key, value in evaluate.value_range(raw).items()}
 
 
 def noise_summary(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
     """Lab §3: the noise asked for, and what it did to the training images."""
     _ = draw._
     figures.image_grid(
-        [outputs.x_train[:8], outputs.x_train_noisy[:8]],
+        [outputs.x_sample[:8], outputs.x_sample_noisy[:8]],
         [_("Original"), _("Ruidosa")],
         draw.folder,
         "clean_vs_noisy",
     )
     figures.histograms(
-        [outputs.x_train, outputs.x_train_noisy],
+        [outputs.x_sample, outputs.x_sample_noisy],
         draw.folder,
         "noise_histogram",
         text={"x": _("Valor de píxel (0-1)"), "y": _("Frecuencia")},
-        labels=[_("Limpias (x_train)"), _("Con ruido (x_train_noisy)")],
+        labels=[_("Limpias (x_sample)"), _("Con ruido (x_sample_noisy)")],
     )
     settings = config.noise
     return {
@@ -180,9 +178,10 @@ def noise_summary(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
         "mean": settings.mean,
         "std": settings.std,
         "std_range": settings.std_range,
-        "train_noisy": evaluate.value_range(outputs.x_train_noisy),
+        "sample": len(outputs.x_sample),
+        "train_noisy": evaluate.value_range(outputs.x_sample_noisy),
         "test_noisy": evaluate.value_range(outputs.x_test_noisy),
-        "effect": evaluate.noise_effect(outputs.x_train, outputs.x_train_noisy),
+        "effect": evaluate.noise_effect(outputs.x_sample, outputs.x_sample_noisy),
     }
 
 

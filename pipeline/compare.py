@@ -62,11 +62,17 @@ CURVE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # Gaussian noise std of the 
 TARGET_PSNR_DB = 21.0
 
 
+# Lab §3 shows its training noise on the first images of the training set; drawing it moves the
+# generator, so `prepare` draws it too (and drops it) to give validation the notebook's noise.
+NOISE_SAMPLE = 2000
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """The lab's arrays: (clean, noisy) pairs, float32 (N, 28, 28, 1)."""
+    """The lab's arrays: the training images as uint8 (N, 28, 28), whose batches `train.Batches`
+    makes, and float32 (N, 28, 28, 1) (clean, noisy) pairs for validation and test."""
 
-    train: tuple[np.ndarray, np.ndarray]
+    train: np.ndarray
     val: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     test_labels: np.ndarray
@@ -74,19 +80,28 @@ class Prepared:
 
 
 def prepare(config: Config, dataset: data.Dataset) -> Prepared:
-    """What the lab notebook does before training (§1–§4), as one function."""
+    """What the lab notebook does before training (§1–§4), as one function, drawing from one
+    generator in the notebook's order: test noise, §3's sample, validation noise."""
     train_images, _ = data.limit(
         dataset.train_images, dataset.train_labels, config.data.train_limit, "train"
     )
     test_images, test_labels = data.limit(
         dataset.test_images, dataset.test_labels, config.data.test_limit, "test"
     )
-    x_train, x_test = data.to_unit_float(train_images), data.to_unit_float(test_images)
+    x_test = data.to_unit_float(test_images)
     rng = np.random.default_rng(config.seed)
-    x_train_noisy = noise.corrupt(x_train, config.noise, rng, training=True)
     x_test_noisy = noise.corrupt(x_test, config.noise, rng)
-    train, val = data.split_validation(x_train, x_train_noisy, config.split.val_fraction)
-    return Prepared(train, val, (x_test, x_test_noisy), test_labels, dataset.digests)
+    noise.corrupt(data.to_unit_float(train_images[:NOISE_SAMPLE]), config.noise, rng, training=True)
+    val_size = data.validation_size(len(train_images), config.split.val_fraction)
+    x_val = data.to_unit_float(train_images[:val_size])
+    x_val_noisy = noise.corrupt(x_val, config.noise, rng, training=True)
+    return Prepared(
+        train_images[val_size:],
+        (x_val, x_val_noisy),
+        (x_test, x_test_noisy),
+        test_labels,
+        dataset.digests,
+    )
 
 
 def variant(config: Config, name: str, std_range: tuple[float, float] | None = None) -> Config:

@@ -236,13 +236,6 @@ def limit(images: np.ndarray, labels: np.ndarray, count: int | None, what: str):
     return images[:count], labels[:count]
 
 
-def split_validation(clean: np.ndarray, noisy: np.ndarray, val_fraction: float):
-    """Lab §4: the first `val_fraction` of the training set is validation. Returns views,
-    not copies: ((train_clean, train_noisy), (val_clean, val_noisy))."""
-    val_size = validation_size(len(clean), val_fraction)
-    return (clean[val_size:], noisy[val_size:]), (clean[:val_size], noisy[:val_size])
-
-
 def validation_size(train_count: int, val_fraction: float) -> int:
     """How many of `train_count` images are validation; both splits need at least one."""
     val_size = int(train_count * val_fraction)

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline import artifacts, environment
+from pipeline import artifacts, data, environment, noise
 from pipeline.config import Config, loss_for
 from pipeline.errors import RunError
 from pipeline.progress import format_duration, report
@@ -64,45 +64,54 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 class Batches(keras.utils.PyDataset):
-    """The lab's NoisyBatches (§6), line for line, for `compare`: (noisy, clean) batches served
-    from the arrays, in an order that a generator seeded with the run's seed redraws each epoch,
-    so a model trained here is the one the notebook trains."""
+    """The lab's NoisyBatches (§6), line for line, for `compare`: (noisy, clean) batches made
+    from the uint8 `images` when asked for, normalised as §2 does and corrupted by
+    `make_noisy(clean, rng)`. Each epoch's order and each batch's noise come from generators
+    seeded with (seed, epoch[, batch]), so a model trained here is the one the notebook trains,
+    and no float copy of the training set exists."""
 
-    def __init__(self, noisy, clean, batch_size, seed, **kwargs):
+    def __init__(self, images, batch_size, seed, make_noisy, **kwargs):
         super().__init__(**kwargs)
-        self.noisy, self.clean, self.batch_size = noisy, clean, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(clean))
+        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.make_noisy = make_noisy
+        self.epoch = 0
+        self.order = np.random.default_rng([seed, 0]).permutation(len(images))
 
     def __len__(self):
-        return -(-len(self.clean) // self.batch_size)
+        return -(-len(self.images) // self.batch_size)
 
     def __getitem__(self, index):
-        pairs = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.noisy[pairs], self.clean[pairs]
+        pairs = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        clean = data.to_unit_float(self.images[pairs])
+        noise_rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self.make_noisy(clean, noise_rng), clean
 
     def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.clean))
+        self.epoch += 1
+        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
 
 
 def train(
     model: keras.Model,
-    train_pair: tuple[np.ndarray, np.ndarray],
+    train_images: np.ndarray,
     val_pair: tuple[np.ndarray, np.ndarray],
     config: Config,
     jit_compile: bool,
     cache=None,
 ) -> dict:
-    """Compile (with XLA if `jit_compile`: the machine's choice) and fit noisy -> clean. Pairs
-    are (clean, noisy), as `data.split_validation` returns them. See `fit` for the cache and
-    the history returned."""
+    """Compile (with XLA if `jit_compile`: the machine's choice) and fit noisy -> clean on
+    batches of the uint8 `train_images` with the config's training noise (`Batches`); the
+    validation pair is (clean, noisy), as `compare.prepare` returns it. See `fit` for the
+    cache and the history returned."""
     settings = config.training
-    train_clean, train_noisy = train_pair
     val_clean, val_noisy = val_pair
-    steps = -(-len(train_clean) // settings.batch_size)
+    steps = -(-len(train_images) // settings.batch_size)
     compile_model(model, config, jit_compile, steps_per_epoch=steps)
 
-    batches = Batches(train_noisy, train_clean, settings.batch_size, seed=config.seed)
+    def make_noisy(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return noise.corrupt(clean, config.noise, rng, training=True)
+
+    batches = Batches(train_images, settings.batch_size, config.seed, make_noisy)
 
     def run_fit(callbacks: list) -> None:
         model.fit(
@@ -114,7 +123,7 @@ def train(
             callbacks=callbacks,
         )
 
-    announce(len(train_clean), settings.epochs, settings.batch_size)
+    announce(len(train_images), settings.epochs, settings.batch_size)
     return fit(model, run_fit, config, jit_compile, cache)
 
 

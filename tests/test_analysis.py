@@ -24,15 +24,17 @@ def outputs():
     x_test = data.to_unit_float(dataset.test_images[:100])
     rng = np.random.default_rng(0)
     noisy_train = np.clip(x_train + rng.normal(0, 0.4, x_train.shape), 0, 1).astype(np.float32)
+    sample, noisy_sample = x_train[:200], noisy_train[:200]  # §3's sample, as the lab draws it
     noisy_test = np.clip(x_test + rng.normal(0, 0.4, x_test.shape), 0, 1).astype(np.float32)
 
     def predict(images):
         return images * 0.5 + 0.25
 
     return analysis.LabOutputs(
-        x_train=x_train,
+        x_train=dataset.train_images[:400],  # uint8, as the lab keeps it
         y_train=dataset.train_labels[:400],
-        x_train_noisy=noisy_train,
+        x_sample=sample,
+        x_sample_noisy=noisy_sample,
         x_val_clean=x_train[:40],
         x_val_noisy=noisy_train[:40],
         x_test=x_test,
@@ -83,7 +85,12 @@ def test_metrics_and_figures_come_from_the_arrays(outputs, tmp_path):
     assert metrics["training"]["loss"] == HISTORY["loss"] and metrics["training"]["epochs"] == 2
     assert metrics["training"]["loss_function"] == "binary_crossentropy"
     assert metrics["noise"]["effect"] == evaluate.noise_effect(
-        outputs.x_train, outputs.x_train_noisy
+        outputs.x_sample, outputs.x_sample_noisy
+    )
+    assert metrics["noise"]["sample"] == 200
+    normalised = outputs.x_train.astype(np.float64) / 255  # §2's x / 255, from the uint8 bytes
+    assert metrics["normalised"]["train"] == pytest.approx(
+        {"min": 0.0, "max": 1.0, "mean": normalised.mean(), "std": normalised.std()}, rel=1e-9
     )
     drawn = {path.stem for path in tmp_path.glob("*.svg")}
     assert drawn == REPORT_FIGURES - {"baselines", "generalisation"}
@@ -93,13 +100,6 @@ def test_metrics_and_figures_come_from_the_arrays(outputs, tmp_path):
 def test_collect_names_what_the_notebook_did_not_define():
     namespace = {"x_train": np.zeros((1, 28, 28, 1))}
     with pytest.raises(
-        RunError, match=r"did not define y_train, x_train_noisy, .*denoising_autoencoder$"
+        RunError, match=r"did not define y_train, x_sample, x_sample_noisy, .*autoencoder$"
     ):
         analysis.LabOutputs.collect(namespace, batch_size=32)
-
-
-def test_raw_pixels_are_the_labs_bytes_chunk_by_chunk():
-    """×255 and rounding, chunk by chunk, give back every uint8 value the lab divided by 255."""
-    raw = np.random.default_rng(0).integers(0, 256, (23, 28, 28), dtype=np.uint8)
-    images = (raw.astype(np.float32) / 255.0)[..., np.newaxis]
-    np.testing.assert_array_equal(analysis.raw_pixels(images, chunk=5), raw)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pypdf import PdfReader
 
-from pipeline import artifacts, data, evaluate, noise, notebook, provenance
+from pipeline import artifacts, compare, data, evaluate, notebook, provenance
 from pipeline.build import build
 from pipeline.config import Config, load_config
 from pipeline.errors import QualityRegression, RunError
@@ -74,21 +74,12 @@ def test_config_json_is_the_config_the_run_used(quick_build):
 
 def test_model_keras_is_the_model_the_report_evaluated(quick_build):
     """The saved model, loaded on its own, gives the report's test MSE on the run's noisy test
-    images (the seeded noise after the training set's, as the notebook draws it)."""
+    images (the seeded generator's first draw, as the notebook makes them: compare.prepare)."""
     run, config = quick_build.run_dir, load_config("quick")
     metrics = read_json(run / "metrics.json")
     model = keras.saving.load_model(run / "model.keras")
     assert model.count_params() == metrics["model"]["parameters"]
-    dataset = data.load(SUBSET_DIR)
-    x_train = data.to_unit_float(
-        data.limit(dataset.train_images, dataset.train_labels, config.data.train_limit, "train")[0]
-    )
-    x_test = data.to_unit_float(
-        data.limit(dataset.test_images, dataset.test_labels, config.data.test_limit, "test")[0]
-    )
-    rng = np.random.default_rng(config.seed)
-    noise.corrupt(x_train, config.noise, rng, training=True)
-    x_test_noisy = noise.corrupt(x_test, config.noise, rng)
+    x_test, x_test_noisy = compare.prepare(config, data.load(SUBSET_DIR)).test
     denoised = model.predict(x_test_noisy, batch_size=config.training.batch_size, verbose=0)
     mse = evaluate.per_image_mse(x_test, denoised)
     assert float(mse.mean()) == pytest.approx(metrics["reconstruction"]["mse"]["mean"], rel=1e-5)

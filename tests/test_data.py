@@ -240,18 +240,9 @@ def test_to_unit_float_adds_channel_and_scales():
     np.testing.assert_allclose(unit[0, :, :, 0], [[0.0, 1.0], [0.2, 0.4]])
 
 
-def test_split_takes_the_first_fraction_as_validation_without_copying():
-    clean = np.arange(20, dtype=np.float32)
-    noisy = clean + 100
-    (train_clean, train_noisy), (val_clean, val_noisy) = data.split_validation(clean, noisy, 0.1)
-    assert list(val_clean) == [0, 1] and list(val_noisy) == [100, 101]
-    assert len(train_clean) == 18 and train_noisy[0] == 102
-    assert np.shares_memory(train_clean, clean)
-
-
 def test_split_needs_both_sides():
     with pytest.raises(ConfigError, match="leaves 0 of 5 training images"):
-        data.split_validation(np.zeros(5), np.zeros(5), 0.1)
+        data.validation_size(5, 0.1)
 
 
 def test_limit_larger_than_data_is_bad_input():

@@ -1,4 +1,5 @@
 import ast
+import dataclasses
 import itertools
 import json
 import re
@@ -8,8 +9,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from pipeline import artifacts, data, noise, notebook
+from pipeline import artifacts, compare, data, noise, notebook
 from pipeline import model as lab_model
+from pipeline import train as train_module
 from pipeline.config import Config, load_config
 from pipeline.errors import ConfigError, DataError, RunError
 from tests.conftest import SUBSET_DIR
@@ -249,7 +251,7 @@ def test_handout_gaps_are_only_the_solution_regions(lang, placeholder):
     by_id = {c.id: c for c in student.cells}
     assert "load_data()" in by_id["x-train-y-train-x-test-y-test-ke"].source
     assert "def add_gaussian_noise(images, mean, std, rng):" in by_id["noise"].source
-    assert "plt.hist(x_train_noisy" in "".join(c.source for c in student.cells)
+    assert "plt.hist(x_sample_noisy" in "".join(c.source for c in student.cells)
 
 
 def test_answer_key_drops_the_harness_and_answers_after_each_question():
@@ -293,9 +295,10 @@ def test_answer_key_drops_the_harness_and_answers_after_each_question():
 
 
 def _cell(notebook_node, grade_id: str) -> str:
+    """The source of the cell nbgrader grades as `grade_id`, or else of the cell of that id."""
     (cell,) = [
         c for c in notebook_node.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
-    ]
+    ] or [c for c in notebook_node.cells if c.id == grade_id]
     return cell.source
 
 
@@ -318,10 +321,11 @@ def test_normalisation_equals_the_package(subset):
     train, test = subset
     values = _run(_cell(notebook.lab(_config()), "normalise"), x_train=train, x_test=test)
     for ours, theirs in (
-        (values["x_train"], data.to_unit_float(train)),
+        (values["normalise"](train), data.to_unit_float(train)),
         (values["x_test"], data.to_unit_float(test)),
     ):
         assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+    assert values["x_train"] is train  # uint8: §6 normalises each batch
 
 
 @pytest.mark.parametrize(
@@ -337,39 +341,46 @@ def test_normalisation_equals_the_package(subset):
     ],
     ids=str,
 )
-def test_noise_and_split_equal_the_package_bit_for_bit(subset, overrides):
-    """Same seed, same images: the notebook's noisy arrays and its validation split are the
-    package's (pipeline.noise.corrupt, pipeline.data.split_validation), bit for bit."""
+def test_noise_split_and_batches_equal_the_package_bit_for_bit(subset, overrides):
+    """Same seed, same images: the notebook's §2–§4 and its training batches (§6) are the
+    package's (compare.prepare, train.Batches) bit for bit, batch by batch, epoch after epoch."""
     config = _config(*overrides)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, train_limit=None, test_limit=None)
+    )
     lab = notebook.lab(config)
-    train, test = data.to_unit_float(subset[0]), data.to_unit_float(subset[1])
-    constants = _run(_cell(lab, "parameters"))
-    values = _run(
-        _cell(lab, "noise"),
-        x_train=train,
-        x_test=test,
-        rng=np.random.default_rng(constants["SEED"]),
-        **_upper(constants),
-    )
-    rng = np.random.default_rng(config.seed)
-    expected_train = noise.corrupt(train, config.noise, rng, training=True)
-    expected_test = noise.corrupt(test, config.noise, rng)
-    assert values["x_train_noisy"].dtype == np.float32
-    assert np.array_equal(values["x_train_noisy"], expected_train)
-    assert np.array_equal(values["x_test_noisy"], expected_test)
-    split = _run(
-        _cell(lab, "split"), x_train=train, x_train_noisy=expected_train, **_upper(constants)
-    )
-    (train_clean, train_noisy), (val_clean, val_noisy) = data.split_validation(
-        train, expected_train, config.split.val_fraction
-    )
+    train, test = subset
+    names = {**_upper(_run(_cell(lab, "parameters"))), "x_train": train, "x_test": test}
+    names |= {"rng": np.random.default_rng(names["SEED"]), "print": lambda *args: None}
+    for cell in ("normalise", "noise", "split", "training-batches"):
+        names = _run(_cell(lab, cell), **names)
+    dataset = data.Dataset(train, np.zeros(len(train)), test, np.zeros(len(test)), SUBSET_DIR, {})
+    prepared = compare.prepare(config, dataset)
+    assert names["x_sample_noisy"].dtype == np.float32 and len(names["x_sample"]) == len(train)
     for name, expected in (
-        ("x_train_clean", train_clean),
-        ("x_train_noisy_sub", train_noisy),
-        ("x_val_clean", val_clean),
-        ("x_val_noisy", val_noisy),
+        ("x_test", prepared.test[0]),
+        ("x_test_noisy", prepared.test[1]),
+        ("x_val_clean", prepared.val[0]),
+        ("x_val_noisy", prepared.val[1]),
+        ("x_train_clean", prepared.train),
     ):
-        assert np.array_equal(split[name], expected), name
+        assert names[name].dtype == expected.dtype and np.array_equal(names[name], expected), name
+    ours = names["train_batches"]
+    theirs = train_module.Batches(
+        prepared.train,
+        config.training.batch_size,
+        config.seed,
+        lambda clean, rng: noise.corrupt(clean, config.noise, rng, training=True),
+    )
+    assert len(ours) == len(theirs) > 1
+    for _epoch in range(2):
+        for index in (0, len(ours) - 1):
+            for a, b in zip(ours[index], theirs[index], strict=True):
+                assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
+        first = ours[0][0]
+        assert np.array_equal(ours[0][0], first)  # a batch asked for twice is the same batch
+        ours.on_epoch_end(), theirs.on_epoch_end()
+    assert not np.array_equal(ours[0][1], names["normalise"](train[: len(ours[0][1])]))
 
 
 def _upper(values: dict) -> dict:

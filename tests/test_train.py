@@ -44,8 +44,12 @@ def test_xla_is_used_under_op_determinism_and_trains_the_same_twice():
 
 
 def test_the_log_counts_the_images_of_a_dataset_that_serves_its_own_batches():
-    clean = np.zeros((540, 28, 28, 1), "float32")
-    batches = train.Batches(clean + 1, clean, batch_size=256, seed=0)
+    images = np.zeros((540, 28, 28), "uint8")
+
+    def noisy(clean, rng):
+        return clean + 1
+
+    batches = train.Batches(images, batch_size=256, seed=0, make_noisy=noisy)
     assert len(batches) == 3  # 256 + 256 + 28
     assert train.dataset_size(batches) == (540, 256)
-    assert train.dataset_size(train.Batches(clean[:512], clean[:512], 256, seed=0)) == (512, 256)
+    assert train.dataset_size(train.Batches(images[:512], 256, 0, noisy)) == (512, 256)
