@@ -319,7 +319,9 @@ def subset():
 
 def test_normalisation_equals_the_package(subset):
     train, test = subset
-    values = _run(_cell(notebook.lab(_config()), "normalise"), x_train=train, x_test=test)
+    lab = notebook.lab(_config())
+    values = _run(_cell(lab, "normalise"), x_train=train, x_test=test)
+    values = _run(_cell(lab, "normalise-test-set"), **values, print=lambda *args: None)
     for ours, theirs in (
         (values["normalise"](train), data.to_unit_float(train)),
         (values["x_test"], data.to_unit_float(test)),
@@ -352,7 +354,7 @@ def test_noise_split_and_batches_equal_the_package_bit_for_bit(subset, overrides
     train, test = subset
     names = {**_upper(_run(_cell(lab, "parameters"))), "x_train": train, "x_test": test}
     names |= {"rng": np.random.default_rng(names["SEED"]), "print": lambda *args: None}
-    for cell in ("normalise", "noise", "split", "training-batches"):
+    for cell in ("normalise", "normalise-test-set", "noise", "split", "training-batches"):
         names = _run(_cell(lab, cell), **names)
     dataset = data.Dataset(train, np.zeros(len(train)), test, np.zeros(len(test)), SUBSET_DIR, {})
     prepared = compare.prepare(config, dataset)
@@ -521,8 +523,8 @@ def test_handout_runs_up_to_the_first_gap_and_its_check_fails(tmp_path, monkeypa
     assert failed.metadata.nbgrader.grade_id == "check_normalise"
     assert failure.value.ename == "AssertionError"
     message = {
-        "es": "x_train y x_test deben ser float32",
-        "en": "x_train and x_test must be float32",
+        "es": "normalise debe devolver un array float32",
+        "en": "normalise must return a float32 array",
     }[lang]
     assert message in failure.value.evalue
     assert ran[-1] is failed and placeholder in ran[-2].source  # the gap ran, then its check
