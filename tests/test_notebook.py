@@ -359,6 +359,8 @@ def test_noise_split_and_batches_equal_the_package_bit_for_bit(subset, overrides
     dataset = data.Dataset(train, np.zeros(len(train)), test, np.zeros(len(test)), SUBSET_DIR, {})
     prepared = compare.prepare(config, dataset)
     assert names["x_sample_noisy"].dtype == np.float32 and len(names["x_sample"]) == len(train)
+    # 500 images are fewer than the sample: the sample's size is held to the package's by name
+    assert f"x_train[:{compare.NOISE_SAMPLE}]" in _cell(lab, "noise")
     for name, expected in (
         ("x_test", prepared.test[0]),
         ("x_test_noisy", prepared.test[1]),
