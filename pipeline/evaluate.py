@@ -198,21 +198,40 @@ def ssim_per_image(clean: np.ndarray, reconstructed: np.ndarray, chunk: int = 50
     return scores
 
 
-def gradient_magnitude(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28, 1) -> (N, 28, 28) Sobel gradient magnitude of each image, in float64."""
-    from skimage.filters import sobel
+SOBEL_CHUNK = 1000  # images per call: three float64 working copies of 6 MB each
 
-    magnitude = np.empty(images.shape[:3])  # filled image by image: no list of copies to stack
-    for index, image in enumerate(images):
-        magnitude[index] = sobel(image[..., 0].astype(np.float64))
+
+def gradient_magnitude(images: np.ndarray, chunk: int = SOBEL_CHUNK) -> np.ndarray:
+    """(N, 28, 28, 1) -> (N, 28, 28) Sobel gradient magnitude of each image, in float64:
+    scikit-image's `sobel` (its two 3×3 kernels, "reflect" border, sqrt of the mean square),
+    computed on a chunk of images at once with the same kernels over (1, 3, 3), so the values
+    are the same to the bit (a test holds them) at a fraction of the per-image calls' cost."""
+    from scipy import ndimage
+    from skimage.filters.edges import SOBEL_EDGE, SOBEL_SMOOTH
+
+    kernels = [  # scikit-image's, built as it builds them: edge weights along one axis
+        (SOBEL_EDGE.reshape(-1, 1) * SOBEL_SMOOTH.reshape(1, -1))[np.newaxis],
+        (SOBEL_SMOOTH.reshape(-1, 1) * SOBEL_EDGE.reshape(1, -1))[np.newaxis],
+    ]
+    magnitude = np.empty(images.shape[:3])
+    for start in range(0, len(images), chunk):
+        stack = images[start : start + chunk, ..., 0].astype(np.float64)
+        total = np.zeros_like(stack)
+        for kernel in kernels:
+            along = ndimage.convolve(stack, kernel, mode="reflect")
+            along *= along
+            total += along
+        magnitude[start : start + chunk] = np.sqrt(total) / np.sqrt(2, dtype=np.float64)
     return magnitude
 
 
-def gradient_energy(images: np.ndarray) -> np.ndarray:
+def gradient_energy(images: np.ndarray, chunk: int = SOBEL_CHUNK) -> np.ndarray:
     """(N, 28, 28, 1) -> (N,) mean Sobel gradient magnitude: how much edge an image has."""
-    from skimage.filters import sobel
-
-    return np.array([sobel(image[..., 0].astype(np.float64)).mean() for image in images])
+    energy = np.empty(len(images))
+    for start in range(0, len(images), chunk):
+        magnitude = gradient_magnitude(images[start : start + chunk], chunk)
+        energy[start : start + chunk] = [image.mean() for image in magnitude]
+    return energy
 
 
 # A denoised image with less than this share of the clean image's edge energy looks blurred.

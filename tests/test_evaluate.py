@@ -173,8 +173,8 @@ def test_residual_of_white_noise_is_unstructured_and_of_blur_is_structured():
 
 
 def test_chunked_scores_are_the_whole_array_formulas():
-    """per_image_mse, gradient_energy and residuals work a chunk at a time to keep memory low;
-    their values are those of the plain whole-array formulas."""
+    """per_image_mse, the Sobel gradients and residuals work a chunk at a time to keep memory
+    low; their values are those of the plain whole-array (or per-image) formulas."""
     from skimage.filters import sobel
 
     from pipeline import data
@@ -189,9 +189,11 @@ def test_chunked_scores_are_the_whole_array_formulas():
         evaluate.per_image_mse(clean, denoised, chunk=100),
         np.mean(np.square(difference).reshape(len(clean), -1), axis=1),
     )
+    # Sobel on a stack of images, chunk boundaries included, is scikit-image's image by image.
+    magnitudes = np.stack([sobel(image[..., 0].astype(np.float64)) for image in denoised])
+    np.testing.assert_array_equal(evaluate.gradient_magnitude(denoised, chunk=7), magnitudes)
     np.testing.assert_array_equal(
-        evaluate.gradient_energy(denoised),
-        [sobel(image[..., 0].astype(np.float64)).mean() for image in denoised],
+        evaluate.gradient_energy(denoised, chunk=7), [image.mean() for image in magnitudes]
     )
     residual = -difference[..., 0]
     _, stats = evaluate.residuals(clean, denoised, dataset.test_labels)
