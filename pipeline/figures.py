@@ -21,6 +21,9 @@ PNG_DPI = 150  # sharp in the notebook and on screen; the report embeds the SVG
 # 10 pt text matches the report's.
 PAGE_WIDTH = 6.6
 IMAGE_STYLE = {"cmap": "gray", "vmin": 0.0, "interpolation": "nearest"}
+# image_grid's spacing, in points at print size: white between images, room for a title.
+GRID_GAP_POINTS = 6
+GRID_TITLE_POINTS = 13
 
 
 def _thousands(value: float, _position=None) -> str:
@@ -51,7 +54,11 @@ def image_grid(
 ) -> Path:
     """Images in a grid. `rows` holds one array of images (K, 28, 28[, 1]) per row, or a single
     array wrapped into rows of `columns`. `titles` has one label per row (written at the row's
-    left) or one title per image."""
+    left) or one title per image.
+
+    The images are laid into one mosaic drawn by a single Axes, white between them: one
+    imshow instead of one Axes per image, which cost a second per figure (8 rows of 6 images
+    made 48 Axes) for the same picture."""
     images = [np.asarray(row) for row in rows]
     if columns is not None:  # one array, wrapped into rows
         flat = np.concatenate(images)
@@ -59,27 +66,40 @@ def image_grid(
     n_rows, n_cols = len(images), max(len(row) for row in images)
     per_row = len(titles) == n_rows and columns is None
     label_width = 1.0 if per_row else 0.0  # inches for the row labels
-    cell = min(1.3, (PAGE_WIDTH - label_width) / n_cols)
+    cell = min(1.3, (PAGE_WIDTH - label_width) / n_cols)  # inches per image
+    size = images[0].shape[1]  # pixels per image side
+    points = cell * 72 / size  # points per image pixel
+    gap = max(1, round(GRID_GAP_POINTS / points))
+    title = 0 if per_row else int(np.ceil(GRID_TITLE_POINTS / points))
+    step_x, step_y = size + gap, title + size + gap
+    mosaic = np.full((n_rows * step_y - gap, n_cols * step_x - gap), np.nan)
+    for r, row in enumerate(images):
+        scale = 255.0 if row.dtype == np.uint8 else 1.0
+        for c, image in enumerate(row):
+            top, left = r * step_y + title, c * step_x
+            mosaic[top : top + size, left : left + size] = image.reshape(size, size) / scale
+    height, width = mosaic.shape
     figure = Figure(
-        figsize=(cell * n_cols + label_width, cell * n_rows * (1.0 if per_row else 1.18)),
+        figsize=(cell * width / size + label_width, cell * height / size + 0.05),
         layout="constrained",
     )
-    axes = figure.subplots(n_rows, n_cols, squeeze=False)
+    axis = figure.subplots()
+    axis.imshow(mosaic, **IMAGE_STYLE, vmax=1.0)  # NaN (between images) is left blank
+    axis.set_axis_off()
     for r, row in enumerate(images):
-        vmax = 255 if row.dtype == np.uint8 else 1.0
-        for c in range(n_cols):
-            axis = axes[r][c]
-            axis.set_xticks([])
-            axis.set_yticks([])
-            axis.spines[:].set_visible(False)
-            if c < len(row):
-                axis.imshow(row[c].squeeze(), vmax=vmax, **IMAGE_STYLE)
-                if not per_row:
-                    axis.set_title(titles[r * n_cols + c], fontsize=8)
+        top = r * step_y + title
         if per_row:  # horizontal, wrapped: long labels do not outgrow a small row
             label = textwrap.fill(titles[r], 13, break_long_words=False)
-            axes[r][0].set_ylabel(
-                label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4
+            axis.text(-gap, top + size / 2 - 0.5, label, fontsize=8, ha="right", va="center")
+            continue
+        for c in range(len(row)):
+            axis.text(
+                c * step_x + size / 2 - 0.5,
+                top - 0.5 - gap / 2,
+                titles[r * n_cols + c],
+                fontsize=8,
+                ha="center",
+                va="bottom",
             )
     return save(figure, folder, name)
 
