@@ -76,12 +76,15 @@ def before_training(model) -> None:
 
         images = args[0] if args else kwargs["x"]
         epochs = kwargs.get("epochs", 1)  # Keras' default, as the batches of 32 below
-        if isinstance(images, keras.utils.PyDataset):  # the lab's batches (§6)
-            count, batch_size = train.dataset_size(images)
+        dataset = images if isinstance(images, keras.utils.PyDataset) else None
+        if dataset is not None:  # the lab's batches (§6)
+            count, batch_size = train.dataset_size(dataset)
             train.announce(count, epochs, batch_size)
         else:
             train.announce(len(images), epochs, kwargs.get("batch_size") or 32)
-        history = train.fit(model, run_fit, config, jit_compile, cache=model_cache, echo=False)
+        history = train.fit(
+            model, run_fit, config, jit_compile, cache=model_cache, echo=False, dataset=dataset
+        )
         _run["history"] = history
         if history.get("cache", {}).get("trained") is False:
             _ = i18n.gettext(config.report.lang)

@@ -63,6 +63,22 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
+class CatchUp(keras.callbacks.Callback):
+    """A resumed fit starts at epoch e, but a PyDataset counts its own epochs from 0 (Keras
+    tells it only that an epoch ended). Before the first epoch, replay the e epoch ends it
+    missed, so that it serves epoch e's order and noise, as an uninterrupted fit does."""
+
+    def __init__(self, dataset: keras.utils.PyDataset) -> None:
+        super().__init__()
+        self.dataset, self._first = dataset, True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first:
+            for _ in range(epoch):
+                self.dataset.on_epoch_end()
+        self._first = False
+
+
 class Batches(keras.utils.PyDataset):
     """The lab's NoisyBatches (§6), line for line, for `compare`: (noisy, clean) batches made
     from the uint8 `images` when asked for, normalised as §2 does and corrupted by
@@ -119,12 +135,13 @@ def train(
             epochs=settings.epochs,
             validation_data=(val_noisy, val_clean),
             validation_batch_size=settings.batch_size,
+            shuffle=False,  # Batches shuffles: its order depends on the epoch alone (CatchUp)
             verbose=0,
             callbacks=callbacks,
         )
 
     announce(len(train_images), settings.epochs, settings.batch_size)
-    return fit(model, run_fit, config, jit_compile, cache)
+    return fit(model, run_fit, config, jit_compile, cache, dataset=batches)
 
 
 def compile_model(
@@ -171,10 +188,12 @@ def fit(
     jit_compile: bool,
     cache=None,
     echo: bool = True,
+    dataset: keras.utils.PyDataset | None = None,
 ) -> dict:
     """Train `model` by calling `run_fit(callbacks)`, which fits it (lab §6) with our callbacks
     added: per-epoch progress and, with a `cache.ModelCache`, resuming an interrupted run.
     `jit_compile`: whether the model was compiled with XLA (op determinism is lifted for it).
+    `dataset`: the PyDataset the fit draws its batches from, if it does (see `CatchUp`).
 
     With a cache, a model trained before on the same inputs is loaded instead and `run_fit` is
     not called; a newly trained one is stored. Returns the history (per-epoch losses and
@@ -199,6 +218,8 @@ def fit(
     callbacks = [progress, keras.callbacks.TerminateOnNaN()]
     if cache is not None:  # after `progress`, so the history is saved before the weights
         callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
+        if dataset is not None:
+            callbacks.append(CatchUp(dataset))
     started = time.perf_counter()
     with environment.xla_allowed(jit_compile):
         run_fit(callbacks)
