@@ -203,6 +203,7 @@ def full_build() -> dict:
         "wall_seconds": wall,
         "stages": record["stages"],
         "kernel_memory": record["notebook"]["kernel_memory"],
+        "analysis_seconds": record["notebook"]["analysis_seconds"],
         "every_process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         * 1024,
         "training_seconds": metrics["training"]["seconds"],
@@ -271,6 +272,8 @@ def build_stages(profile: str) -> dict:
             "wall_seconds": wall,
             "stages": {k: v["seconds"] for k, v in record["stages"].items()},
         }
+        if label == "build":  # after the lab's cells, in its kernel: metrics, figures, studies
+            timings["analysis"] = record["notebook"]["analysis_seconds"]
     answer_key = nbformat.read(run / "answer-key.ipynb", as_version=4)
     titles = lab_notebook.section_titles(answer_key)
     sections: dict[str, float] = {}
@@ -379,6 +382,8 @@ def print_table(results: dict) -> None:
         print(f"  {name:10}{seconds:8.1f} s")
     for name, seconds in stages["notebook_sections"].items():
         print(f"    {name[:60]:60}{seconds:8.1f} s")
+    for name, seconds in stages["analysis"].items():
+        print(f"    {'analysis, ' + name:60}{seconds:8.1f} s")
     rebuild = stages["rebuild"]["wall_seconds"]
     print(
         f"cached rebuild (report only): {rebuild:.1f} s, "
@@ -426,6 +431,8 @@ def print_goals(results: dict, speed: float) -> None:
         print(f"     {name:10}{stage['seconds']:8.1f} s  {memory:.2f} GiB")
     for name, value in build["kernel_memory"].get("stages", {}).items():
         print(f"     kernel, {name:28}{value / 2**30:.2f} GiB")
+    for name, seconds in build["analysis_seconds"].items():
+        print(f"     kernel, analysis, {name:18}{seconds:8.1f} s")
     print(f"  4: fast MSE {fast['test_mse']:.4f} after {fast['wall_seconds']:.0f} s")
     print(f"  5: U-Net PSNR {best['psnr_db']:.2f} dB (≥ 21), MSE {best['test_mse']:.4f}")
 

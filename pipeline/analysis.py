@@ -8,6 +8,7 @@ from pipeline.figures, the studies beyond the lab from pipeline.baselines and ro
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +70,20 @@ class LabOutputs:
         )
 
 
-def analyse(outputs: LabOutputs, config: Config, history: dict, figures_dir: Path) -> dict:
+def analyse(
+    outputs: LabOutputs,
+    config: Config,
+    history: dict,
+    figures_dir: Path,
+    seconds: dict[str, float] | None = None,
+) -> dict:
     """The run's metrics (all but environment, provenance and the gate's comparison), with the
-    report's figures drawn into `figures_dir`."""
+    report's figures drawn into `figures_dir`. `seconds`, if given, receives what each part
+    took (lab §1–§6, §7–§8, baselines, generalisation): the build's stage breakdown."""
     _ = i18n.gettext(config.report.lang)
     draw = Figures(figures_dir, _)
+    seconds = {} if seconds is None else seconds
+    clock = _Clock(seconds)
     metrics = {
         "dataset": explore(outputs, draw),
         "normalised": {
@@ -90,6 +100,7 @@ def analyse(outputs: LabOutputs, config: Config, history: dict, figures_dir: Pat
         "model": outputs.model_summary,
         "training": training_summary(history, config, draw),
     }
+    clock.lap("lab §1-§6")
     mse_per_image = evaluate.per_image_mse(outputs.x_test, outputs.x_test_denoised)
     metrics["error_analysis"], edges_clean, ssim_per_image = error_analysis(
         outputs, mse_per_image, draw
@@ -104,8 +115,21 @@ def analyse(outputs: LabOutputs, config: Config, history: dict, figures_dir: Pat
         text={"x": _("MSE por imagen"), "y": _("Frecuencia")},
     )
     metrics["anomalies"] = anomalies(outputs, mse_per_image, edges_clean, draw)
-    metrics.update(beyond_the_lab(outputs, config, draw))
+    clock.lap("lab §7-§8")
+    metrics.update(beyond_the_lab(outputs, config, draw, clock))
     return metrics
+
+
+class _Clock:
+    """Seconds since the last lap, recorded under each lap's name."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds, self.started = seconds, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.started, 3)
+        self.started = now
 
 
 @dataclass(frozen=True)
@@ -291,7 +315,7 @@ def method_names(_: Callable[[str], str]) -> dict[str, str]:
     }
 
 
-def beyond_the_lab(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
+def beyond_the_lab(outputs: LabOutputs, config: Config, draw: Figures, clock: _Clock) -> dict:
     """Lab §9 asks for PSNR, other noise and other methods: classical filters on the same test
     images (each parameter chosen on validation images), and noise the model never saw."""
     _, names = draw._, method_names(draw._)
@@ -323,6 +347,7 @@ def beyond_the_lab(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
             draw.folder,
             "baselines",
         )
+        clock.lap("baselines")
     if settings.generalisation:
         subset = slice(0, settings.generalisation_images)
         rows = robustness.study(outputs.predict, val_clean, x_test[subset], method, config.seed)
@@ -340,4 +365,5 @@ def beyond_the_lab(outputs: LabOutputs, config: Config, draw: Figures) -> dict:
             text={"x": _("Desviación típica del ruido gaussiano"), "y": "PSNR (dB)"},
             marker=config.noise.std,
         )
+        clock.lap("generalisation")
     return found

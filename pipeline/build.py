@@ -152,12 +152,14 @@ def notebook_stage(run: Run, dataset: dict, retrain: bool) -> tuple[str, Path | 
         copy = config.report.instructor_copy
         notebook.mark_instructor_copy(answers, config.report.lang, copy)
         artifacts.write_text(run_dir / artifacts.ANSWER_KEY, nbformat.writes(answers))
-    kernel = artifacts.read_json(run_dir / artifacts.METRICS).get("resources")
+    kernel = dict(artifacts.read_json(run_dir / artifacts.METRICS).get("resources") or {})
     run.record.notebook = {
         "key": notebook_key,
         "reused_from": earlier.name if earlier else None,
-        # the kernel's peak memory, stage by stage (an earlier run's, when reused)
-        "kernel_memory": kernel,
+        # the kernel's peak memory, stage by stage, and the seconds of each part of the analysis
+        # after the lab's cells (an earlier run's, when reused)
+        "analysis_seconds": kernel.pop("analysis_seconds", None),
+        "kernel_memory": kernel or None,
     }
     return notebook_key, earlier
 

@@ -109,6 +109,7 @@ def finish(namespace: dict) -> None:
     environment.stage_peak(_run["memory"], "training and sections 6-8")
     outputs = analysis.LabOutputs.collect(namespace, config.training.batch_size)
     report("analysis: metrics and figures from the notebook's arrays", echo=False)
+    seconds: dict[str, float] = {}
     metrics = {
         "environment": {
             **_run["environment"],
@@ -116,11 +117,11 @@ def finish(namespace: dict) -> None:
             "precision": _run["precision"],
             "jit_compile": _run["jit_compile"],
         },
-        **analysis.analyse(outputs, config, _run["history"], Path(artifacts.FIGURES)),
+        **analysis.analyse(outputs, config, _run["history"], Path(artifacts.FIGURES), seconds),
     }
     metrics["dataset"] = {**_run["dataset"], **metrics["dataset"]}
     environment.stage_peak(_run["memory"], "analysis")
-    metrics["resources"] = environment.resources(_run["memory"])
+    metrics["resources"] = {**environment.resources(_run["memory"]), "analysis_seconds": seconds}
     namespace[analysis.MODEL].save(artifacts.MODEL)
     artifacts.write_json(Path(artifacts.METRICS), metrics)
 

@@ -58,7 +58,10 @@ def test_metrics_and_figures_come_from_the_arrays(outputs, tmp_path):
     config = load_config(
         "quick", overrides=["evaluation.baselines=false", "evaluation.generalisation=false"]
     )
-    metrics = analysis.analyse(outputs, config, HISTORY, tmp_path)
+    seconds = {}
+    metrics = analysis.analyse(outputs, config, HISTORY, tmp_path, seconds)
+    assert list(seconds) == ["lab §1-§6", "lab §7-§8"]  # the studies beyond the lab are off
+    assert all(value > 0 for value in seconds.values())
     assert set(metrics) == {
         "dataset",
         "normalised",

@@ -66,6 +66,18 @@ def test_run_folder_holds_every_artifact(quick_build):
     record = read_json(run / "run.json")
     assert record["status"] == "finished" and record["content_digest"]
     assert set(record["stages"]) == {"data", "notebook", "gate", "html", "pdf", "handout"}
+    # the notebook stage's breakdown: the kernel's memory by stage, the analysis by part
+    assert set(record["notebook"]["kernel_memory"]["stages"]) == {
+        "sections 1-5",
+        "training and sections 6-8",
+        "analysis",
+    }
+    assert list(record["notebook"]["analysis_seconds"]) == [
+        "lab §1-§6",
+        "lab §7-§8",
+        "baselines",
+        "generalisation",
+    ]
 
 
 def test_config_json_is_the_config_the_run_used(quick_build):
