@@ -310,7 +310,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of one epoch each")
     parser.add_argument("--profile", default="quick", help="profile of the stage timings")
-    parser.add_argument("--full", action="store_true", help="also time-to-quality (about 30 min)")
+    parser.add_argument("--full", action="store_true", help="also every goal (2-3 h, 2 AVX2 cores)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
