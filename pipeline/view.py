@@ -237,13 +237,15 @@ def residual_answer(residual: dict, noise: dict) -> dict:
 
 
 def blur_answer(error_analysis: dict) -> dict:
-    """Lab §7, blur: whether the reconstructions keep less edge energy than the threshold, and
-    the classes below it, most blurred first."""
+    """Lab §7, blur: whether the reconstructions keep less edge energy than the threshold, how
+    many classes are below it, and the most blurred of those (a few, most blurred first)."""
     threshold = error_analysis["blur_threshold"]
     below = [row for row in error_analysis["per_class"] if row["sharpness"] < threshold]
     return {
         "blurred": error_analysis["sharpness"] < threshold,
-        "blurred_classes": sorted(below, key=lambda row: row["sharpness"]),
+        "classes": len(error_analysis["per_class"]),
+        "classes_below": len(below),
+        "blurred_classes": sorted(below, key=lambda row: row["sharpness"])[:CLASSES_NAMED],
     }
 
 

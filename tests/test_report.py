@@ -149,6 +149,27 @@ def test_blur_answer_follows_the_measure(sharpness, expected):
     assert expected in text_of(report.answer("blur", metrics, "es"))
 
 
+@pytest.mark.parametrize(
+    "sharpness, expected",
+    [
+        ([0.95] * 9 + [0.85], "Una clase queda por debajo del umbral: {0}, con un 85"),
+        ([0.95] * 7 + [0.6, 0.5, 0.7], "3 de las 10 clases quedan por debajo del umbral."),
+        ([0.8] * 9 + [0.5], "Todas las clases quedan por debajo del umbral."),
+    ],
+)
+def test_blur_answer_counts_the_classes_below_and_names_the_worst(sharpness, expected):
+    metrics = sample_values()["metrics"]
+    rows = metrics["error_analysis"]["per_class"]
+    for row, value in zip(rows, sharpness, strict=True):
+        row["sharpness"] = value
+    metrics["error_analysis"]["blur_threshold"] = 0.9
+    text = text_of(report.answer("blur", metrics, "es"))
+    worst = rows[-1]["name"] if sharpness[-1] == min(sharpness) else rows[-2]["name"]
+    assert expected.format(worst) in text
+    assert f"la que más, {worst}" in text or "Una clase" in expected
+    assert text.count(", ") < 12  # not every class: the most blurred three at most
+
+
 def test_answers_in_the_notebook_are_the_report_words(values):
     html = report.render_html(values)
     for name in ("noise", "overfitting", "details", "residual", "blur", "anomalies"):

@@ -102,6 +102,13 @@ def test_blurred_below_the_threshold(sharpness, threshold, blurred):
     assert [row["name"] for row in answer["blurred_classes"]] == ["d", "b"]  # most blurred first
 
 
+def test_blur_names_a_few_classes_when_many_are_below():
+    per_class = classes(0.5, 0.8, 0.6, 0.3, 0.7, key="sharpness")  # all below 0.9
+    answer = view.blur_answer({"sharpness": 0.6, "blur_threshold": 0.9, "per_class": per_class})
+    assert (answer["classes_below"], answer["classes"]) == (5, 5)
+    assert [row["name"] for row in answer["blurred_classes"]] == ["d", "a", "c"]
+
+
 def anomalies(share=0.016, edge_ratio=1.6, counts=(3, 0, 5, 5), first_share=0.05):
     return {
         "quantile": 0.99,
