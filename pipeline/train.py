@@ -63,20 +63,46 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
-class CatchUp(keras.callbacks.Callback):
-    """A resumed fit starts at epoch e, but a PyDataset counts its own epochs from 0 (Keras
-    tells it only that an epoch ended). Before the first epoch, replay the e epoch ends it
-    missed, so that it serves epoch e's order and noise, as an uninterrupted fit does."""
+class Feed(keras.callbacks.Callback):
+    """A PyDataset's batches, served through tf.data instead of Keras' PyDataset adapter: the
+    same arrays in the same order, epoch after epoch, but trained about 1.5× faster on the
+    TensorFlow backend (README, Performance), since a sequential `tf.numpy_function` map with
+    prefetch makes the next batch while the model trains on this one.
 
-    def __init__(self, dataset: keras.utils.PyDataset) -> None:
+    The dataset keeps its own contract: it serves `dataset[index]` and advances on
+    `on_epoch_end()`, which the feed calls itself, in order, before the first batch of each
+    epoch. A fit resumed at epoch e (BackupAndRestore) starts the feed there: the dataset is
+    first advanced through the e epochs it missed, so it serves what an uninterrupted fit does.
+    Pass `inputs` to `fit` as x, with `steps_per_epoch=steps`, and the feed among the callbacks.
+    (A resumed fit's feed is longer than the fit: tf.data may make the next batch or two, for
+    nothing, after the last epoch.)
+    """
+
+    def __init__(self, dataset: keras.utils.PyDataset, epochs: int) -> None:
+        import tensorflow as tf
+
         super().__init__()
-        self.dataset, self._first = dataset, True
+        self.dataset, self.steps = dataset, len(dataset)
+        self.first_epoch: int | None = None  # the fit's, known when its first epoch begins
+        self._epoch = 0  # how many on_epoch_end() the dataset has seen
+        specs = [tf.TensorSpec((None, *array.shape[1:]), array.dtype) for array in dataset[0]]
+
+        def serve(step):  # in tf.data's thread: the sequential map calls it in step order
+            epoch, index = divmod(self.first_epoch * self.steps + int(step), self.steps)
+            while self._epoch < epoch:
+                self.dataset.on_epoch_end()
+                self._epoch += 1
+            return self.dataset[index]
+
+        def batch(step):
+            arrays = tf.numpy_function(serve, [step], [spec.dtype for spec in specs])
+            return tuple(tf.ensure_shape(a, s.shape) for a, s in zip(arrays, specs, strict=True))
+
+        self.inputs = tf.data.Dataset.range(epochs * self.steps).map(batch).prefetch(2)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._first:
-            for _ in range(epoch):
-                self.dataset.on_epoch_end()
-        self._first = False
+        if self.first_epoch is None:
+            self.first_epoch = epoch
 
 
 class Batches(keras.utils.PyDataset):
@@ -129,13 +155,13 @@ def train(
 
     batches = Batches(train_images, settings.batch_size, config.seed, make_noisy)
 
-    def run_fit(callbacks: list) -> None:
+    def run_fit(callbacks: list, **feed) -> None:  # feed: `batches` through tf.data
         model.fit(
-            batches,
+            **feed,
             epochs=settings.epochs,
             validation_data=(val_noisy, val_clean),
             validation_batch_size=settings.batch_size,
-            shuffle=False,  # Batches shuffles: its order depends on the epoch alone (CatchUp)
+            shuffle=False,  # Batches shuffles: its order depends on the epoch alone
             verbose=0,
             callbacks=callbacks,
         )
@@ -183,17 +209,18 @@ def dataset_size(batches: keras.utils.PyDataset) -> tuple[int, int]:
 
 def fit(
     model: keras.Model,
-    run_fit: Callable[[list], object],
+    run_fit: Callable[..., object],
     config: Config,
     jit_compile: bool,
     cache=None,
     echo: bool = True,
     dataset: keras.utils.PyDataset | None = None,
 ) -> dict:
-    """Train `model` by calling `run_fit(callbacks)`, which fits it (lab §6) with our callbacks
-    added: per-epoch progress and, with a `cache.ModelCache`, resuming an interrupted run.
-    `jit_compile`: whether the model was compiled with XLA (op determinism is lifted for it).
-    `dataset`: the PyDataset the fit draws its batches from, if it does (see `CatchUp`).
+    """Train `model` by calling `run_fit(callbacks, **feed)`, which fits it (lab §6) with our
+    callbacks added: per-epoch progress and, with a `cache.ModelCache`, resuming an interrupted
+    run. `jit_compile`: whether the model was compiled with XLA (op determinism is lifted for it).
+    `dataset`: the PyDataset the fit draws its batches from, if it does; `feed` then holds the
+    fit arguments that replace it (x, steps_per_epoch: see `Feed`), else nothing.
 
     With a cache, a model trained before on the same inputs is loaded instead and `run_fit` is
     not called; a newly trained one is stored. Returns the history (per-epoch losses and
@@ -218,11 +245,14 @@ def fit(
     callbacks = [progress, keras.callbacks.TerminateOnNaN()]
     if cache is not None:  # after `progress`, so the history is saved before the weights
         callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
-        if dataset is not None:
-            callbacks.append(CatchUp(dataset))
+    feed = {}
+    if dataset is not None:
+        feeder = Feed(dataset, settings.epochs)
+        callbacks.append(feeder)
+        feed = {"x": feeder.inputs, "steps_per_epoch": feeder.steps}
     started = time.perf_counter()
     with environment.xla_allowed(jit_compile):
-        run_fit(callbacks)
+        run_fit(callbacks, **feed)
     history = {**progress.history, "seconds": time.perf_counter() - started}
     losses = history["loss"] + history["val_loss"]
     if len(history["loss"]) < settings.epochs or not np.all(np.isfinite(losses)):

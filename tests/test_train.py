@@ -79,10 +79,10 @@ def _fit_two_epochs(root, interrupt: bool) -> list[np.ndarray]:
         def on_epoch_end(self, epoch, logs=None):
             raise _Interrupted
 
-    def run_fit(callbacks):
+    def run_fit(callbacks, **feed):
         extra = [Interrupt()] * interrupt
         model.fit(
-            batches,
+            **feed,
             epochs=2,
             validation_data=(val, val),
             shuffle=False,
@@ -104,3 +104,77 @@ def test_a_resumed_training_is_the_uninterrupted_one(tmp_path):
     resumed = _fit_two_epochs(tmp_path / "twice", interrupt=False)
     for a, b in zip(uninterrupted, resumed, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_feed_trains_on_the_datasets_batches_epoch_after_epoch():
+    """Fitting through `train.fit`'s tf.data feed for three epochs is fitting, step for step,
+    on epoch 0's batches, then epoch 1's, then epoch 2's: the model is bit for bit the one
+    trained on those batches laid end to end (and Keras keeps the feed's iterator across
+    epochs instead of starting it again)."""
+    import keras
+
+    epochs = 3
+    config = load_config("quick", overrides=[f"training.epochs={epochs}"])
+    images = data.load(SUBSET_DIR).train_images[:96]  # 3 full batches of 32 each epoch
+    val = data.to_unit_float(images[:32])
+
+    def batches():
+        return train.Batches(images, 32, config.seed, lambda clean, rng: clean + rng.random())
+
+    def model():
+        environment.seed_everything(config.seed)
+        model = keras.Sequential(
+            [keras.Input((28, 28, 1)), keras.layers.Conv2D(1, 3, padding="same")]
+        )
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    fed = model()
+    train.fit(
+        fed,
+        lambda callbacks, **feed: fed.fit(
+            **feed,
+            epochs=epochs,
+            validation_data=(val, val),
+            shuffle=False,
+            verbose=0,
+            callbacks=callbacks,
+        ),
+        config,
+        jit_compile=False,
+        dataset=batches(),
+    )
+    dataset, pairs = batches(), []
+    for _ in range(epochs):
+        pairs += [dataset[index] for index in range(len(dataset))]
+        dataset.on_epoch_end()
+    noisy, clean = (np.concatenate(arrays) for arrays in zip(*pairs, strict=True))
+    laid_out = model()
+    laid_out.fit(noisy, clean, batch_size=32, shuffle=False, verbose=0)
+    for a, b in zip(fed.get_weights(), laid_out.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_feed_serves_every_batch_of_every_epoch_in_order():
+    """Each epoch's batches in order, the last one short, and no more; a fit resumed after
+    epoch 1 starts at epoch 1's batches."""
+    served = []
+
+    class Recorded(train.Batches):
+        def __getitem__(self, index):
+            served.append((self.epoch, index))
+            return super().__getitem__(index)
+
+    def feed(first_epoch):
+        images = np.zeros((100, 28, 28), "uint8")
+        feed = train.Feed(Recorded(images, 32, 0, lambda clean, rng: clean), epochs=3)
+        feed.on_epoch_begin(first_epoch)  # Keras calls it before it draws the first batch
+        served.clear()  # the feed read batch 0 for its dtypes and shapes
+        return feed
+
+    shapes = [tuple(noisy.shape) for noisy, _ in feed(first_epoch=0).inputs]
+    assert served == [(epoch, index) for epoch in range(3) for index in range(4)]
+    assert shapes == ([(32, 28, 28, 1)] * 3 + [(4, 28, 28, 1)]) * 3
+
+    list(feed(first_epoch=1).inputs.take(2 * 4))  # resumed: epochs 1 and 2 are left
+    assert served[:8] == [(epoch, index) for epoch in (1, 2) for index in range(4)]
