@@ -89,6 +89,7 @@ def before_training(model) -> None:
             model, run_fit, config, jit_compile, cache=model_cache, echo=False, dataset=dataset
         )
         _run["history"] = history
+        environment.trim_memory(from_now_on=True)  # the kernel trains no more
         if history.get("cache", {}).get("trained") is False:
             _ = i18n.gettext(config.report.lang)
             print(
