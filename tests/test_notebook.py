@@ -554,3 +554,13 @@ def test_the_instructors_copy_marks_the_answer_key_once_and_comes_off_again():
     notebook.mark_instructor_copy(answers, "es", False)
     assert [cell.source for cell in answers.cells] == plain
     assert answers.metadata["dae_report"]["instructor_copy"] is False
+
+
+def test_the_kernel_keeps_one_malloc_arena_unless_the_user_chose(tmp_path, monkeypatch):
+    """The kernel's memory peak rests on it (README, Performance); a user's own setting wins."""
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    settings = notebook._kernel_environment(tmp_path / "log", {}, tmp_path / "keras")
+    assert settings["MALLOC_ARENA_MAX"] == "1"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    settings = notebook._kernel_environment(tmp_path / "log", {}, tmp_path / "keras")
+    assert settings["MALLOC_ARENA_MAX"] == "4"
