@@ -271,7 +271,7 @@ def test_machine_choices_measure_xla_only_when_asked(monkeypatch, tmp_path):
         "used": True,
         "reason": "XLA measured 1.50× plain TensorFlow",
     }
-    assert asked == [("unet", 16, 128, tmp_path)]
+    assert asked == [("unet", 8, 64, tmp_path)]
     full = environment.machine_choices(load_config("full"), tmp_path)
     assert full["jit_compile"]["used"] is False and len(asked) == 1  # the lab's: off, not probed
     assert full["precision"]["used"] == "float32"

@@ -43,7 +43,7 @@ BUILDS = {
         {"noise.std_range": [0.1, 0.2]},
         {
             "model.name": "unet",
-            "model.width": 16,
+            "model.width": 8,
             "noise.type": "gaussian",
             "training.schedule": "cosine",
             "training.loss": "mse",
