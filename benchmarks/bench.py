@@ -232,7 +232,8 @@ def ceiling() -> dict:
     command = [sys.executable, "-m", "pipeline", "compare", "--models", "unet", "--out", str(out)]
     subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
     wall = time.perf_counter() - started
-    (row,) = json.loads(((out / "latest").resolve() / "metrics.json").read_text())["models"]
+    (run,) = out.glob("*-compare")  # a comparison's run folder (only builds get `latest`)
+    (row,) = json.loads((run / "metrics.json").read_text())["models"]
     return {
         "wall_seconds": wall,
         "training_seconds": row["training_seconds"],
@@ -257,7 +258,10 @@ def run_child(name: str, **options) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     output = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     if output.returncode:
-        raise SystemExit(f"{name} failed:\n{output.stderr[-3000:]}")
+        raise SystemExit(
+            f"{name} failed (what was measured before it: {RESULTS / 'bench.json'}):\n"
+            f"{output.stderr[-3000:]}"
+        )
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
@@ -348,20 +352,29 @@ def main() -> None:
                 flush=True,
             )
     results["stages"] = build_stages(arguments.profile)
+    save(results)
     if arguments.full:  # the lab's code, then each thing measured against it
         results["time_to_quality"] = {"lab": run_child("lab", epochs=20, track=True)}
-        print("lab code, 20 epochs: done", flush=True)
+        save(results, "lab code, 20 epochs")
         results["full_build"] = run_child("full_build")
-        print("full build: done", flush=True)
+        save(results, "full build")
         results["fast_machine_choices"] = run_child("machine_choices", profile="fast")
         results["time_to_quality"]["fast"] = run_child(
             "pipeline", epochs=0, track=True, profile="fast"
         )
-        print("fast profile: done", flush=True)
+        save(results, "fast profile")
         results["ceiling"] = run_child("ceiling")
+        save(results, "U-Net ceiling")
+    print_table(results)
+
+
+def save(results: dict, done: str | None = None) -> None:
+    """bench.json as it stands, after each child: a child that fails hours in (run_child exits)
+    leaves what was measured before it."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench.json").write_text(json.dumps(results, indent=2))
-    print_table(results)
+    if done:
+        print(f"{done}: done", flush=True)
 
 
 def print_table(results: dict) -> None:
