@@ -195,13 +195,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "training": {"epochs": 2},
         "evaluation": {"selection_images": 300, "generalisation_images": 300},
     },
-    # The lab's quality (test MSE <= 0.0118) in under a tenth of its time: a U-Net of 8 base
-    # channels trained on MSE for one epoch of small batches, at a cosine-decayed learning rate,
-    # with XLA where this machine measures it faster (README, Performance). Chosen on evidence,
-    # one epoch each on 2 AVX2 cores: width 8 at batch 64 and lr 2e-3 / 3e-3 / 5e-3 / 8e-3 gave
-    # test MSE 0.0118 / 0.0114 / 0.0111 / 0.0111; width 12 0.0110 at twice the epoch's time;
-    # width 16 at batch 128 0.0189 (two epochs of it: 0.0104). The beyond-the-lab studies are
-    # left out: they cost more than this training.
+    # The lab's quality (test MSE <= 0.0118) in under a tenth of its time: one epoch of a U-Net of
+    # 8 base channels, small batches, MSE and a cosine-decayed learning rate, with XLA where this
+    # machine measures it faster; chosen on measured trials (README, Performance). The
+    # beyond-the-lab studies are left out: they cost more than this training.
     "fast": {
         "model": {"name": "unet", "width": 8},
         "training": {
