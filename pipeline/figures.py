@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 PNG_DPI = 150  # sharp in the notebook and on screen; the report embeds the SVG
 # Figures are drawn at the size they are printed (A4 less margins is 6.85 in wide), so their
@@ -168,10 +168,17 @@ def loss_curves(
     axis.plot(epochs, history["val_loss"], marker="o", markersize=3, label=text["val"])
     axis.set_xlabel(text["x"])
     axis.set_ylabel(text["y"])
-    axis.xaxis.get_major_locator().set_params(integer=True)
+    _epoch_axis(axis, len(epochs))
     axis.legend()
     axis.grid(True, alpha=0.3)
     return save(figure, folder, "loss_curves")
+
+
+def _epoch_axis(axis, epochs: int) -> None:
+    """Whole epochs on the x axis, half an epoch of margin each side: one epoch (the `fast`
+    profile) gets a tick "1", not matplotlib's 0.96 to 1.04 around a single point."""
+    axis.set_xlim(0.5, epochs + 0.5)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def signed_maps(
@@ -237,7 +244,7 @@ def loss_curves_many(
     axis.set_xlabel(text["x"])
     axis.set_ylabel(text["y"])
     axis.set_yscale("log")
-    axis.xaxis.get_major_locator().set_params(integer=True)
+    _epoch_axis(axis, max(len(history["val_mse"]) for history in histories.values()))
     axis.legend()
     axis.grid(True, alpha=0.3, which="both")
     return save(figure, folder, "models_loss_curves")

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from pipeline import figures
 
@@ -62,3 +63,14 @@ def test_figures_hold_no_timestamp(tmp_path):
 def test_thousands_use_a_thin_space():
     assert figures._thousands(1_500_000) == "1\u2009500\u2009000"
     assert figures._thousands(0.25) == "0.25"
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 20])
+def test_the_epoch_axis_shows_whole_epochs_only(epochs):
+    """One epoch (the `fast` profile) once got ticks from 0.96 to 1.04 around its point."""
+    axis = Figure().subplots()
+    axis.plot(np.arange(1, epochs + 1), np.linspace(0.3, 0.2, epochs), marker="o")
+    figures._epoch_axis(axis, epochs)
+    low, high = axis.get_xlim()
+    shown = [tick for tick in axis.get_xticks() if low <= tick <= high]
+    assert shown and all(tick == int(tick) and 1 <= tick <= epochs for tick in shown)
