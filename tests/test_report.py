@@ -394,3 +394,21 @@ def test_the_environment_table_says_which_precision_ran_and_why(values, precisio
     text = text_of(report.render_html(values))
     assert expected in text
     assert "XLA sí (medido en esta máquina)" in text
+
+
+@pytest.mark.parametrize(
+    ("model", "said", "not_said"),
+    [
+        ("lab", "The model is undercomplete (it reduces the resolution to 7 × 7 × 64)", "U-Net"),
+        ("unet", "The model is not undercomplete: although its bottom", "model is undercomplete"),
+        ("residual", "it can fall slightly outside [0, 1]", "sigmoid"),
+    ],
+)
+def test_section_5_describes_the_model_this_run_trained(model, said, not_said):
+    values = sample_values("en")
+    values["config"]["model"]["name"] = model
+    text = text_of(report.render_html(values))
+    start = text.rindex("5. The convolutional Denoising Autoencoder")  # after the contents
+    section = text[start : text.index("6. Compilation and training", start)]
+    assert said in section
+    assert not_said not in section
