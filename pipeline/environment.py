@@ -204,18 +204,31 @@ def resources(stages: dict | None = None) -> dict:
     return {**found, "stages": stages} if stages else found
 
 
+def _status_bytes(field: str) -> int | None:
+    """A memory figure of this process from Linux's /proc/self/status ("VmRSS"...), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def rss() -> int | None:
+    """This process's resident memory now (Linux), or None where it cannot be read."""
+    return _status_bytes("VmRSS")
+
+
 def peak_rss() -> int:
     """Peak resident memory of this process since it started or since `reset_peak_rss`: Linux's
     VmHWM, not ru_maxrss, which Linux carries over from the parent across exec (a kernel started
     by a larger build process would report the build's peak)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass  # not Linux: ru_maxrss is the best there is (bytes on macOS, kB elsewhere)
-    import resource
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
+    import resource  # not Linux: ru_maxrss is the best there is (bytes on macOS, kB elsewhere)
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024

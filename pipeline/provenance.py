@@ -15,6 +15,7 @@ from pipeline import artifacts
 RUN_SPECIFIC_KEYS = {
     "seconds",
     "epoch_seconds",
+    "epoch_rss_bytes",
     "seconds_per_image",
     "cache",
     "content_digest",

@@ -106,6 +106,32 @@ def test_a_resumed_training_is_the_uninterrupted_one(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_each_epoch_gives_back_freed_memory_and_records_the_resident_memory(monkeypatch):
+    import keras
+
+    trims = []
+    monkeypatch.setattr(environment, "trim_memory", lambda **options: trims.append(options))
+    config = load_config("quick", overrides=["training.epochs=3"])
+    images = data.to_unit_float(data.load(SUBSET_DIR).train_images[:64])
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(1, 3, padding="same")])
+    model.compile(optimizer="adam", loss="mse")
+
+    def run_fit(callbacks):
+        model.fit(
+            images,
+            images,
+            epochs=3,
+            validation_data=(images, images),
+            verbose=0,
+            callbacks=callbacks,
+        )
+
+    history = train.fit(model, run_fit, config, jit_compile=False)
+    assert trims == [{}, {}, {}]  # malloc_trim only: its thresholds would slow the next steps
+    assert len(history["epoch_rss_bytes"]) == 3
+    assert all(100 * 2**20 < value < 64 * 2**30 for value in history["epoch_rss_bytes"])
+
+
 def test_the_feed_trains_on_the_datasets_batches_epoch_after_epoch():
     """Fitting through `train.fit`'s tf.data feed for three epochs is fitting, step for step,
     on epoch 0's batches, then epoch 1's, then epoch 2's: the model is bit for bit the one
