@@ -54,7 +54,6 @@ def before_training(model) -> None:
         )
     config: Config = _run["config"]
     environment.stage_peak(_run["memory"], "sections 1-5")  # loading, noise, split, model
-    environment.trim_memory()  # what §1-§5 freed, before training's peak
     _run["precision"] = {**_run["precision"], "policy": model.dtype_policy.name}
     if model.dtype_policy.name == "mixed_bfloat16" and not _native_bfloat16():
         report(

@@ -66,16 +66,6 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
-class GiveBackMemory(keras.callbacks.Callback):
-    """After each epoch, give back to the system what glibc's malloc keeps of the memory
-    TensorFlow freed (environment.trim_memory, without its thresholds, which would slow the
-    steps). Without it the kernel's resident memory crept from 1.14 GiB after one epoch to a
-    1.40 GiB peak over 20 (README, Performance)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        environment.trim_memory()
-
-
 class Feed(keras.callbacks.Callback):
     """A PyDataset's batches, served through tf.data instead of Keras' PyDataset adapter: the
     same arrays in the same order, epoch after epoch, trained 1.4–1.5× faster on the TensorFlow
@@ -257,7 +247,7 @@ def fit(
         cache.check_backup()  # an unreadable resume state is dropped, not fatal at every build
     history_path = cache.backup_dir / "history.json" if cache is not None else None
     progress = EpochProgress(settings.epochs, history_path, echo=echo)
-    callbacks = [GiveBackMemory(), progress, keras.callbacks.TerminateOnNaN()]
+    callbacks = [progress, keras.callbacks.TerminateOnNaN()]
     if cache is not None:  # after `progress`, so the history is saved before the weights
         callbacks.append(keras.callbacks.BackupAndRestore(str(cache.backup_dir)))
     feed = {}

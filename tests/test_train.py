@@ -106,11 +106,9 @@ def test_a_resumed_training_is_the_uninterrupted_one(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_each_epoch_gives_back_freed_memory_and_records_the_resident_memory(monkeypatch):
+def test_the_history_records_the_resident_memory_after_each_epoch():
     import keras
 
-    trims = []
-    monkeypatch.setattr(environment, "trim_memory", lambda **options: trims.append(options))
     config = load_config("quick", overrides=["training.epochs=3"])
     images = data.to_unit_float(data.load(SUBSET_DIR).train_images[:64])
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(1, 3, padding="same")])
@@ -127,8 +125,8 @@ def test_each_epoch_gives_back_freed_memory_and_records_the_resident_memory(monk
         )
 
     history = train.fit(model, run_fit, config, jit_compile=False)
-    assert trims == [{}, {}, {}]  # malloc_trim only: its thresholds would slow the next steps
     assert len(history["epoch_rss_bytes"]) == 3
+    # A process that has imported TensorFlow holds hundreds of MiB; this one, less than 64 GiB.
     assert all(100 * 2**20 < value < 64 * 2**30 for value in history["epoch_rss_bytes"])
 
 
