@@ -198,8 +198,7 @@ def _result(timer, images: int, clock: float, mse: float) -> dict:
 def full_build() -> dict:
     """`dae-report build --profile full` into a fresh folder, as a user runs it: its wall time,
     each stage's seconds and peak memory (run.json; the kernel's by lab section), the test MSE
-    and precision (metrics.json), and the peak of every process it ran: this child's
-    RUSAGE_CHILDREN covers the CLI and the notebook's kernel, both waited for."""
+    and precision (metrics.json), and the peak of every process it ran (`every_process_peak`)."""
     import resource
 
     out = Path(tempfile.mkdtemp(prefix="dae-bench-full-"))
@@ -216,12 +215,24 @@ def full_build() -> dict:
         "kernel_memory": record["notebook"]["kernel_memory"],
         "analysis_seconds": record["notebook"]["analysis_seconds"],
         "every_process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        * 1024,
+        * 1024,  # the CLI's: the kernel, its grandchild, is not waited for by this process
         "training_seconds": metrics["training"]["seconds"],
+        "epoch_seconds": metrics["training"]["epoch_seconds"],
+        "epoch_rss_bytes": metrics["training"].get("epoch_rss_bytes", []),
         "test_mse": metrics["reconstruction"]["mse"]["mean"],
         "precision": metrics["environment"]["precision"],
         "jit_compile": metrics["environment"]["jit_compile"],
     }
+
+
+def every_process_peak(build: dict) -> int:
+    """The largest peak of any process of a full build: the CLI's (RUSAGE_CHILDREN), its stages'
+    and the notebook kernel's, which RUSAGE_CHILDREN misses (2026-11-28: it gave the CLI's
+    0.19 GiB while the kernel peaked at 1.33 GiB)."""
+    stages = (stage.get("peak_rss_bytes", 0) for stage in build["stages"].values())
+    return max(
+        build["every_process_peak_rss_bytes"], build["kernel_memory"]["peak_rss_bytes"], *stages
+    )
 
 
 def ceiling() -> dict:
@@ -331,12 +342,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of one epoch each")
     parser.add_argument("--profile", default="quick", help="profile of the stage timings")
-    parser.add_argument("--full", action="store_true", help="also every goal (2-3 h, 2 AVX2 cores)")
+    parser.add_argument("--full", action="store_true", help="also every goal (1.5 h, 2 AVX2 cores)")
+    parser.add_argument(
+        "--table",
+        type=Path,
+        metavar="BENCH_JSON",
+        help="print a saved run's tables, measure nothing",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         print(json.dumps(CHILDREN[arguments.child](**json.loads(arguments.options))))
+        return
+    if arguments.table:
+        print_table(json.loads(arguments.table.read_text()))
         return
 
     machine = {**peak_gflops(), "cpu": platform.processor() or platform.machine()}
@@ -439,12 +459,15 @@ def print_goals(results: dict, speed: float) -> None:
     )
     print(
         f"lab code, 20 epochs: {lab_wall:.0f} s, test MSE {lab['test_mse']:.4f}, peak "
-        f"{lab['peak_rss_bytes'] / 2**30:.2f} GiB"
+        f"{lab['peak_rss_bytes'] / 2**30:.2f} GiB with per-epoch test predictions"
     )
-    peak = build["every_process_peak_rss_bytes"]
+    peak = every_process_peak(build)
+    # The lab code's own peak: its one-epoch rounds, not the 20-epoch run, whose per-epoch test
+    # predictions (the time-to-quality tracking) the lab's code does not make.
+    lab_peak = max(r["peak_rss_bytes"] for r in results["epochs"]["lab"])
     rows = [
         ("1 training images/s, lab config", speed, "≥ 1.4 (native bf16), ≥ 1.0"),
-        ("2 peak memory, full build (every process)", peak / lab["peak_rss_bytes"], "≤ 0.6"),
+        ("2 peak memory, full build (every process)", peak / lab_peak, "≤ 0.6"),
         ("3 full build wall", build["wall_seconds"] / lab_wall, "≤ 1.1"),
         ("4 fast: time to MSE ≤ 0.0118", (fast["seconds_to_target"] or nan) / lab_wall, "≤ 0.10"),
         ("5 ceiling: U-Net training time", best["training_seconds"] / lab_wall, "≤ 1.0"),
@@ -464,6 +487,12 @@ def print_goals(results: dict, speed: float) -> None:
         print(f"     kernel, {name:28}{value / 2**30:.2f} GiB")
     for name, seconds in build["analysis_seconds"].items():
         print(f"     kernel, analysis, {name:18}{seconds:8.1f} s")
+    if build.get("epoch_rss_bytes"):
+        after = [value / 2**30 for value in build["epoch_rss_bytes"] if value]
+        print(
+            f"     kernel, resident after each epoch: {', '.join(f'{v:.2f}' for v in after)} GiB"
+            f"; epochs {min(build['epoch_seconds']):.0f}-{max(build['epoch_seconds']):.0f} s"
+        )
     probe = results["fast_machine_choices"]
     print(
         f"  4: fast MSE {fast['test_mse']:.4f} after {fast['wall_seconds']:.0f} s "
