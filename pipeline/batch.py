@@ -39,7 +39,9 @@ TRAIN_RESOURCE = "train"
 # worker that dies mid-job is the scheduler's to handle: it reruns the job elsewhere, up to
 # distributed.scheduler.allowed-failures times.
 RETRIES = 2
-MEMORY_PER_TRAINING = 3 * 2**30  # a full build's kernel peaks near 2.5 GiB (run.json resources)
+# One build at a time per 3 GiB: 20-epoch full builds peaked at 1.40 GiB (kernel, lab model) and
+# compare's U-Net at 1.58 GiB (README, Performance); the rest is room for the Dask worker and OS.
+MEMORY_PER_TRAINING = 3 * 2**30
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 POLL_SECONDS = 2  # how often the progress line counts the running jobs
 
