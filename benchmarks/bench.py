@@ -214,8 +214,8 @@ def full_build() -> dict:
         "stages": record["stages"],
         "kernel_memory": record["notebook"]["kernel_memory"],
         "analysis_seconds": record["notebook"]["analysis_seconds"],
-        "every_process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        * 1024,  # the CLI's: the kernel, its grandchild, is not waited for by this process
+        # The CLI's: the kernel, its grandchild, is not waited for by this process.
+        "cli_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
         "training_seconds": metrics["training"]["seconds"],
         "epoch_seconds": metrics["training"]["epoch_seconds"],
         "epoch_rss_bytes": metrics["training"].get("epoch_rss_bytes", []),
@@ -226,13 +226,11 @@ def full_build() -> dict:
 
 
 def every_process_peak(build: dict) -> int:
-    """The largest peak of any process of a full build: the CLI's (RUSAGE_CHILDREN), its stages'
-    and the notebook kernel's, which RUSAGE_CHILDREN misses (2026-11-28: it gave the CLI's
-    0.19 GiB while the kernel peaked at 1.33 GiB)."""
+    """The largest peak of any process of a full build: the CLI's, its stages' and the notebook
+    kernel's, which RUSAGE_CHILDREN misses (2026-11-28: it gave the CLI's 0.19 GiB while the
+    kernel peaked at 1.33 GiB)."""
     stages = (stage.get("peak_rss_bytes", 0) for stage in build["stages"].values())
-    return max(
-        build["every_process_peak_rss_bytes"], build["kernel_memory"]["peak_rss_bytes"], *stages
-    )
+    return max(build["cli_peak_rss_bytes"], build["kernel_memory"]["peak_rss_bytes"], *stages)
 
 
 def ceiling() -> dict:
