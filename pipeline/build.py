@@ -126,7 +126,7 @@ def notebook_stage(run: Run, dataset: dict, retrain: bool) -> tuple[str, Path | 
     earlier run's outputs when nothing the notebook uses changed. Returns the notebook's cache
     key and the earlier run reused, if any."""
     config, run_dir, cache_root = run.config, run.folder, run.out_dir / cache.CACHE_DIR
-    machine = environment.machine_choices(config, cache_root, run.stream)
+    machine = environment.machine_choices(config, stream=run.stream)  # measured per machine
     training_inputs, notebook_key = notebook_keys(config, dataset["digests"], machine)
     with run.stages.run("notebook", "the lab, executed by papermill → answer-key.ipynb") as stage:
         # An earlier run's outputs, each checked against its digest as it is copied; a

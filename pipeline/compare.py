@@ -163,12 +163,22 @@ def model_stages(run: Run, entries: list[tuple], dataset: data.Dataset) -> tuple
     each model's row of the comparison and its first eight denoised test images, by label."""
     from pipeline import environment
 
+    # This process trains every model, and TensorFlow reads oneDNN's setting once, at import:
+    # one choice for all of them, the first model's, made before anything imports it.
+    first = variant(run.config, *entries[0])
+    onednn = environment.choose_onednn(
+        first.training.onednn,
+        first.model.name,
+        first.model.width,
+        first.training.batch_size,
+    )
+    onednn = environment.apply_onednn(onednn)
     environment.seed_everything(run.config.seed)
     results, examples = [], {}
     for name, levels in entries:
         label = f"{name}+std_range" if levels else name
         with run.stages.run(label, f"training {label}") as stage:
-            row, denoised = train_and_evaluate(run, label, name, levels, dataset)
+            row, denoised = train_and_evaluate(run, label, name, levels, dataset, onednn)
             results.append(row)
             examples[label] = denoised[:8]
             seconds = format_duration(row["training_seconds"])
@@ -182,9 +192,11 @@ def train_and_evaluate(
     name: str,
     levels: tuple[float, float] | None,
     dataset: data.Dataset,
+    onednn: dict,
 ) -> tuple[dict, np.ndarray]:
     """Model `name` trained with its recipe (on noise levels drawn in `levels`, if given) and
-    scored on the test images; returns its row and its denoised test images (N, 28, 28, 1)."""
+    scored on the test images; returns its row and its denoised test images (N, 28, 28, 1).
+    `onednn`: the choice in force in this process (environment.apply_onednn)."""
     import keras
 
     from pipeline import train
@@ -196,7 +208,7 @@ def train_and_evaluate(
     settings = variant(config, name, levels)
     arrays = prepare(settings, dataset)  # random levels change the training noise
     cache_root = run.out_dir / cache.CACHE_DIR
-    machine = environment.machine_choices(settings, cache_root, run.stream)
+    machine = environment.machine_choices(settings, stream=run.stream, onednn=onednn)
     keras.mixed_precision.set_global_policy(notebook.policy(machine["precision"]["used"]))
     keras.utils.set_random_seed(settings.seed)
     model = build_model(settings.model.name, settings.model.width)
@@ -222,7 +234,7 @@ def train_and_evaluate(
             "loss": loss_for(name, settings.training.loss),
         },
         "parameters": architecture(model)["parameters"],
-        "machine": machine,  # precision and XLA, as chosen for this machine, and why
+        "machine": machine,  # precision, oneDNN and XLA, as chosen for this machine, and why
         "history": history,
         "training_seconds": history["seconds"],
         "seconds_per_image": seconds_per_image,

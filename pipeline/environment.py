@@ -83,25 +83,97 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_choices(config, cache_dir: Path, stream=None) -> dict:
-    """How this machine trains `config`'s model: {"precision": ..., "jit_compile": ...}, each
+def machine_choices(config, cache_dir: Path | None = None, stream=None, onednn=None) -> dict:
+    """How this machine trains `config`'s model: {"precision", "onednn", "jit_compile"}, each
     {"setting", "used", "reason"} (metrics.json and the report show them; the cache key holds
-    what was used). XLA "auto" is measured here once per machine (pipeline.probe) and cached
-    under `cache_dir`."""
-    training = config.training
+    what was used). "auto" for oneDNN and XLA is measured here once per machine (pipeline.probe)
+    and cached under `cache_dir`, by default the user's (probe.default_cache_dir). `onednn`: a
+    choice already in force in this process (`apply_onednn`), which no longer can change."""
+    from pipeline import probe
+
+    cache_dir = probe.default_cache_dir() if cache_dir is None else cache_dir
+    training, model = config.training, config.model
+    if onednn is None:
+        onednn = choose_onednn(
+            training.onednn, model.name, model.width, training.batch_size, cache_dir
+        )
     setting = training.jit_compile
     if setting == "auto":
-        from pipeline import probe
-
         used, reason = probe.xla_choice(
-            config.model.name, config.model.width, training.batch_size, cache_dir, stream=stream
+            model.name,
+            model.width,
+            training.batch_size,
+            cache_dir,
+            stream=stream,
+            onednn=onednn["used"],
         )
     else:
         used, reason = setting, f"training.jit_compile = {str(setting).lower()}"
     return {
         "precision": choose_precision(training.precision).to_dict(),
+        "onednn": onednn,
         "jit_compile": {"setting": setting, "used": used, "reason": reason},
     }
+
+
+def choose_onednn(
+    setting, model_name: str, width: int, batch_size: int, cache_dir: Path | None = None
+) -> dict:
+    """`training.onednn` resolved for this machine: {"setting", "used", "reason", "basis"}.
+    "auto" keeps a TF_ENABLE_ONEDNN_OPTS the user set (basis "environment"), else measures
+    (pipeline.probe.onednn_choice, basis "probe"), cached under `cache_dir`, by default the
+    user's (probe.default_cache_dir)."""
+    from pipeline import probe
+
+    if setting != "auto":
+        reason = f"training.onednn = {str(setting).lower()}"
+        return {"setting": setting, "used": setting, "reason": reason, "basis": "setting"}
+    value = os.environ.get(probe.ONEDNN_VARIABLE, "").strip()
+    if value.lower() in ONEDNN_VALUES:
+        reason = f"{probe.ONEDNN_VARIABLE}={value} set by the user"
+        used = ONEDNN_VALUES[value.lower()]
+        return {"setting": setting, "used": used, "reason": reason, "basis": "environment"}
+    cache_dir = probe.default_cache_dir() if cache_dir is None else cache_dir
+    used, reason = probe.onednn_choice(model_name, width, batch_size, cache_dir)
+    return {"setting": setting, "used": used, "reason": reason, "basis": "probe"}
+
+
+# What TensorFlow reads in TF_ENABLE_ONEDNN_OPTS (tsl's ReadBoolFromEnvVar, case-insensitive).
+ONEDNN_VALUES = {"1": True, "true": True, "0": False, "false": False}
+
+
+def onednn_environment(used: bool) -> dict[str, str]:
+    """The environment variable that puts oneDNN's custom ops on or off in a TensorFlow started
+    with it (the notebook's kernel)."""
+    from pipeline import probe
+
+    return {probe.ONEDNN_VARIABLE: "1" if used else "0"}
+
+
+def apply_onednn(choice: dict) -> dict:
+    """Put `choice` ({"setting", "used", "reason"}) in force in this process, which trains
+    itself (`dae-report compare`): TensorFlow reads the variable when it is imported. Returns the
+    choice as it holds: if TensorFlow was imported already, what that import turned on."""
+    if "tensorflow" not in sys.modules:
+        os.environ.update(onednn_environment(choice["used"]))
+        return choice
+    active = onednn_active()
+    if active is None or active == choice["used"]:
+        return choice
+    reason = f"{choice['reason']}; TensorFlow was imported already, with oneDNN's custom ops " + (
+        "on" if active else "off"
+    )
+    return {**choice, "used": active, "reason": reason}
+
+
+def onednn_active() -> bool | None:
+    """Whether oneDNN's custom ops are on in this process's TensorFlow (imports it); None where
+    this TensorFlow does not say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow's ops read
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 # CPU flags (Linux /proc/cpuinfo) of a native bfloat16 dot product: AVX512_BF16, or AMX's tiles.

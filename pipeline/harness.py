@@ -119,6 +119,8 @@ def finish(namespace: dict) -> None:
             **_run["environment"],
             "seed": config.seed,
             "precision": _run["precision"],
+            # as the build chose them, and whether this kernel's TensorFlow has them on
+            "onednn": {**_run["onednn"], "active": environment.onednn_active()},
             "jit_compile": _run["jit_compile"],
         },
         **analysis.analyse(outputs, config, _run["history"], Path(artifacts.FIGURES), seconds),

@@ -358,7 +358,7 @@ def harness_settings(
 ) -> dict:
     """What the harness cells (pipeline.harness) need from the build, as plain JSON data."""
     return {
-        # precision and XLA as chosen for this machine, and why (environment.machine_choices)
+        # precision, oneDNN and XLA as this machine uses them, and why (machine_choices)
         **machine,
         "config": config.to_dict(),
         "dataset": dataset,  # source, digests and sizes of the verified files
@@ -416,10 +416,14 @@ def execute(run_dir: Path, config: Config, harness: dict, keras_home: Path, stre
 
 def _kernel_environment(log_path: Path, harness: dict, keras_home: Path) -> dict[str, str]:
     """What the kernel's environment gains for one run: where progress goes, the harness
-    settings, the Keras cache with the verified data, and the inline plotting backend."""
+    settings, the Keras cache with the verified data, the inline plotting backend, and oneDNN's
+    custom ops as the build chose them (read when the kernel imports TensorFlow)."""
     import json
 
+    from pipeline import environment
+
     return {
+        **environment.onednn_environment(harness["onednn"]["used"]),
         LOG_ENV: str(log_path),
         SETTINGS_ENV: json.dumps(harness),
         "KERAS_HOME": str(keras_home),

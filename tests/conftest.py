@@ -70,6 +70,16 @@ def assert_finished(reports: Path, result: subprocess.CompletedProcess) -> Path:
     return latest.resolve()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_measurements(tmp_path_factory):
+    """This machine's speed probes (oneDNN, XLA) kept for the session, not in the user's own
+    cache: the first build that needs one measures it, every later build of the run reads it."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
 @pytest.fixture
 def subset_copy(tmp_path) -> Path:
     """A writable copy of the real subset, for tests that damage a file."""

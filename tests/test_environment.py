@@ -263,6 +263,8 @@ def test_machine_choices_measure_xla_only_when_asked(monkeypatch, tmp_path):
         return True, "XLA measured 1.50× plain TensorFlow"
 
     monkeypatch.setattr(probe, "xla_choice", xla_choice)
+    monkeypatch.setattr(probe, "onednn_choice", lambda *arguments: (False, "measured"))
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset())
     monkeypatch.setattr(environment, "gpu_capabilities", lambda: ())
     fast = environment.machine_choices(load_config("fast"), tmp_path)
@@ -320,3 +322,128 @@ def test_after_training_freed_memory_goes_back_to_the_system():
         [sys.executable, "-c", _FREE_BLOCKS], capture_output=True, text=True, check=True
     )
     assert float(run.stdout) < 8  # MiB: the 2 MiB of blocks that stay, and no more
+
+
+def onednn_probe(monkeypatch, used=True):
+    """probe.onednn_choice answering `used` at once; returns the list of what it was asked."""
+    from pipeline import probe
+
+    asked = []
+
+    def onednn_choice(model, width, batch_size, cache_dir):
+        asked.append((model, width, batch_size, cache_dir))
+        return used, f"oneDNN's custom ops measured {'2.00' if used else '0.95'}×"
+
+    monkeypatch.setattr(probe, "onednn_choice", onednn_choice)
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    return asked
+
+
+def test_onednn_auto_is_measured_for_the_configs_model_and_xla_measured_with_it(
+    monkeypatch, tmp_path
+):
+    from pipeline import probe
+    from pipeline.config import load_config
+
+    asked = onednn_probe(monkeypatch, used=True)
+    xla_asked = []
+
+    def xla_choice(model, width, batch_size, cache_dir, *, stream=None, onednn=False):
+        xla_asked.append(onednn)
+        return False, "XLA measured 0.50×: off"
+
+    monkeypatch.setattr(probe, "xla_choice", xla_choice)
+    fast = environment.machine_choices(load_config("fast"), tmp_path)
+    assert fast["onednn"] == {
+        "setting": "auto",
+        "used": True,
+        "reason": "oneDNN's custom ops measured 2.00×",
+        "basis": "probe",
+    }
+    assert asked == [("unet", 8, 64, tmp_path)] and xla_asked == [True]
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_onednn_set_in_the_config_is_not_measured(monkeypatch, tmp_path, setting):
+    from pipeline.config import load_config
+
+    asked = onednn_probe(monkeypatch)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # the config's word wins over the shell's
+    config = load_config("quick", overrides=[f"training.onednn={str(setting).lower()}"])
+    choice = environment.machine_choices(config, tmp_path)["onednn"]
+    assert (choice["used"], choice["basis"], asked) == (setting, "setting", [])
+    assert choice["reason"] == f"training.onednn = {str(setting).lower()}"
+
+
+@pytest.mark.parametrize(("value", "used"), [("1", True), ("true", True), ("0", False)])
+def test_onednn_auto_keeps_what_the_user_set_in_the_environment(monkeypatch, tmp_path, value, used):
+    from pipeline.config import load_config
+
+    asked = onednn_probe(monkeypatch)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", value)
+    choice = environment.machine_choices(load_config("quick"), tmp_path)["onednn"]
+    assert choice == {
+        "setting": "auto",
+        "used": used,
+        "reason": f"TF_ENABLE_ONEDNN_OPTS={value} set by the user",
+        "basis": "environment",
+    }
+    assert asked == []
+
+
+def test_a_value_tensorflow_would_not_read_is_not_a_users_choice(monkeypatch, tmp_path):
+    from pipeline.config import load_config
+
+    asked = onednn_probe(monkeypatch, used=False)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "maybe")
+    choice = environment.machine_choices(load_config("quick"), tmp_path)["onednn"]
+    assert (choice["used"], choice["basis"], len(asked)) == (False, "probe", 1)
+
+
+APPLY_SCRIPT = """
+import json, os, sys
+from pipeline import environment
+choice = {"setting": "auto", "used": sys.argv[1] == "1", "reason": "measured", "basis": "probe"}
+if sys.argv[2] == "imported":
+    import tensorflow
+applied = environment.apply_onednn(choice)
+print(json.dumps([applied, os.environ.get("TF_ENABLE_ONEDNN_OPTS"), environment.onednn_active()]))
+"""
+
+
+@pytest.mark.parametrize("used", ["0", "1"])
+def test_a_process_that_trains_itself_gets_the_choice_before_tensorflow_starts(used):
+    """`compare` trains in its own process: the variable must be set before the import."""
+    environment_variables = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment_variables.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    result = subprocess.run(
+        [sys.executable, "-c", APPLY_SCRIPT, used, "not yet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment_variables,
+        check=True,
+    )
+    applied, variable, active = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (applied["used"], variable, active) == (used == "1", used, used == "1")
+
+
+def test_a_choice_too_late_for_tensorflow_says_what_it_got():
+    environment_variables = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", APPLY_SCRIPT, "1", "imported"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment_variables,
+        check=True,
+    )
+    applied, _, active = json.loads(result.stdout.strip().splitlines()[-1])
+    assert applied["used"] is False and active is False
+    assert applied["reason"] == (
+        "measured; TensorFlow was imported already, with oneDNN's custom ops off"
+    )

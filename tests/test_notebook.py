@@ -559,8 +559,19 @@ def test_the_instructors_copy_marks_the_answer_key_once_and_comes_off_again():
 def test_the_kernel_keeps_one_malloc_arena_unless_the_user_chose(tmp_path, monkeypatch):
     """The kernel's memory peak rests on it (README, Performance); a user's own setting wins."""
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    settings = notebook._kernel_environment(tmp_path / "log", {}, tmp_path / "keras")
+    harness = {"onednn": {"used": False}}
+    settings = notebook._kernel_environment(tmp_path / "log", harness, tmp_path / "keras")
     assert settings["MALLOC_ARENA_MAX"] == "1"
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    settings = notebook._kernel_environment(tmp_path / "log", {}, tmp_path / "keras")
+    settings = notebook._kernel_environment(tmp_path / "log", harness, tmp_path / "keras")
     assert settings["MALLOC_ARENA_MAX"] == "4"
+
+
+@pytest.mark.parametrize(("used", "value"), [(True, "1"), (False, "0")])
+def test_the_kernel_gets_onednn_as_the_build_chose_it(tmp_path, monkeypatch, used, value):
+    """TensorFlow reads TF_ENABLE_ONEDNN_OPTS at import, in the kernel: the build's choice is
+    what it finds there, whatever the shell had."""
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0" if used else "1")
+    harness = {"onednn": {"setting": "auto", "used": used, "reason": "measured"}}
+    settings = notebook._kernel_environment(tmp_path / "log", harness, tmp_path / "keras")
+    assert settings["TF_ENABLE_ONEDNN_OPTS"] == value

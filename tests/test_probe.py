@@ -2,6 +2,7 @@
 size; a failed probe means plain TensorFlow, never a failed build; the machine's id."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -224,3 +225,120 @@ def test_the_real_probe_times_both_ways_in_a_child_process():
     speeds = probe.measure_in_subprocess("lab", 32, 64, steps=2, rounds=1)
     for name in ("xla_images_per_second", "plain_images_per_second"):
         assert isinstance(speeds[name], float) and speeds[name] > 0, speeds
+
+
+# --- oneDNN's custom ops: a child per setting, since TensorFlow reads the variable at import ---
+
+
+class FakeOneDNN:
+    """A oneDNN probe that answers at once and counts its calls."""
+
+    def __init__(self, on: float = 150.0, off: float = 100.0) -> None:
+        self.speeds = {"on_images_per_second": on, "off_images_per_second": off}
+        self.calls = []
+
+    def __call__(self, model_name, width, batch_size):
+        self.calls.append((model_name, width, batch_size))
+        return dict(self.speeds)
+
+
+@pytest.mark.parametrize(
+    ("on", "off", "use"),
+    [(233.0, 100.0, True), (110.0, 100.0, True), (105.0, 100.0, False), (90.0, 100.0, False)],
+)
+def test_onednn_only_when_it_is_at_least_ten_percent_faster(tmp_path, on, off, use):
+    chosen, reason = probe.onednn_choice("lab", 32, 256, tmp_path, measure=FakeOneDNN(on, off))
+    assert chosen is use
+    assert reason.startswith(f"oneDNN's custom ops measured {on / off:.2f}× the speed without them")
+    assert "(lab, width 32, batch 256)" in reason
+    assert reason.endswith(": off") is not use
+
+
+def test_onednn_is_measured_once_per_model_and_kept_beside_xla(tmp_path):
+    measure = FakeOneDNN(on=180.0, off=100.0)
+    first = probe.onednn_choice("lab", 32, 256, tmp_path, measure=measure)
+    assert probe.onednn_choice("lab", 32, 256, tmp_path, measure=measure) == first
+    probe.onednn_choice("unet", 8, 64, tmp_path, measure=measure)
+    assert measure.calls == [("lab", 32, 256), ("unet", 8, 64)]
+    probe.xla_choice("lab", 32, 256, tmp_path, measure=FakeMeasure(), onednn=True)
+    stored = json.loads(cache_file(tmp_path).read_text(encoding="utf-8"))
+    assert sorted(stored) == ["onednn/lab/32/256", "onednn/unet/8/64", "xla/lab/32/256/onednn"]
+    assert stored["onednn/lab/32/256"]["on_images_per_second"] == 180.0
+    assert stored["onednn/lab/32/256"]["ratio"] == 1.8
+
+
+def test_a_failed_onednn_measurement_turns_it_off_and_caches_nothing(tmp_path):
+    assert probe.onednn_choice("lab", 32, 256, tmp_path, measure=failing_measure) == (
+        False,
+        "oneDNN probe failed: InternalError: XLA compilation failed",
+    )
+    assert not cache_file(tmp_path).exists()
+
+
+def test_the_onednn_probe_alternates_children_off_and_on_and_keeps_the_fastest(monkeypatch):
+    speeds = iter([700.0, 1100.0, 760.0, 1000.0])  # off, on, off, on
+    calls = []
+
+    def run(command, **options):
+        onednn = options["env"]["TF_ENABLE_ONEDNN_OPTS"] == "1"
+        calls.append((command[3], options["env"]["TF_ENABLE_ONEDNN_OPTS"]))
+        line = json.dumps({"images_per_second": next(speeds), "onednn": onednn})
+        return completed(stdout=f"TensorFlow says hello\n{line}\n")
+
+    monkeypatch.setattr(probe.subprocess, "run", run)
+    assert probe.measure_onednn_in_subprocesses("lab", 32, 256) == {
+        "on_images_per_second": 1100.0,
+        "off_images_per_second": 760.0,
+    }
+    assert calls == [("speed", "0"), ("speed", "1"), ("speed", "0"), ("speed", "1")]
+
+
+def test_a_tensorflow_that_ignores_the_variable_fails_the_probe(monkeypatch, tmp_path):
+    """A TensorFlow built without oneDNN: "on" would time the same thing twice."""
+
+    def run(command, **options):
+        return completed(stdout='{"images_per_second": 700.0, "onednn": false}\n')
+
+    monkeypatch.setattr(probe.subprocess, "run", run)
+    assert probe.onednn_choice("lab", 32, 256, tmp_path) == (
+        False,
+        "oneDNN probe failed: TF_ENABLE_ONEDNN_OPTS=1 left oneDNN off",
+    )
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_the_xla_probe_trains_with_onednn_as_the_build_will(tmp_path, monkeypatch, onednn):
+    environments = []
+
+    def run(command, **options):
+        environments.append(options["env"]["TF_ENABLE_ONEDNN_OPTS"])
+        return completed(stdout='{"xla_images_per_second": 80, "plain_images_per_second": 200}\n')
+
+    monkeypatch.setattr(probe.subprocess, "run", run)
+    probe.xla_choice("unet", 16, 128, tmp_path, onednn=onednn)
+    assert environments == ["1" if onednn else "0"]
+
+
+def test_measurements_are_kept_in_the_users_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert probe.default_cache_dir() == tmp_path / "dae-report"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert probe.default_cache_dir() == tmp_path / "home" / ".cache" / "dae-report"
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_the_speed_child_trains_and_says_whether_onednn_is_on(value):
+    """The real child, one batch timed: TensorFlow must honour the variable it is started with."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.probe", "speed", "--model=lab", "--width=32"]
+        + ["--batch-size=32", "--steps=1", "--rounds=1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": value, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["onednn"] is (value == "1")
+    assert answer["images_per_second"] > 0 and "xla_images_per_second" not in answer

@@ -397,6 +397,28 @@ def test_the_environment_table_says_which_precision_ran_and_why(values, precisio
 
 
 @pytest.mark.parametrize(
+    ("onednn", "expected"),
+    [
+        ({"setting": "auto", "used": True, "basis": "probe"}, "oneDNN sí (medido en esta máquina)"),
+        ({"setting": False, "used": False, "basis": "setting"}, "oneDNN no (fijado en la config"),
+        (
+            {"setting": "auto", "used": False, "basis": "environment"},
+            "oneDNN no (como dice TF_ENABLE_ONEDNN_OPTS en el entorno)",
+        ),
+    ],
+)
+def test_the_environment_table_says_whether_onednn_ran_and_why(values, onednn, expected):
+    values["metrics"]["environment"]["onednn"] = {**onednn, "reason": "", "active": onednn["used"]}
+    assert expected in text_of(report.render_html(values))
+
+
+def test_a_run_from_before_onednn_was_chosen_renders_without_its_row(values):
+    del values["metrics"]["environment"]["onednn"]
+    text = text_of(report.render_html(values))
+    assert "oneDNN" not in text and "XLA no" in text
+
+
+@pytest.mark.parametrize(
     ("model", "said", "not_said"),
     [
         ("lab", "The model is undercomplete (it reduces the resolution to 7 × 7 × 64)", "U-Net"),
