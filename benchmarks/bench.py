@@ -6,8 +6,11 @@
 
 Every measurement runs in its own process (fresh TensorFlow, honest peak memory), and the
 A/B epochs alternate lab / pipeline over several rounds: this machine's speed drifts by up to
-1.6× between minutes, so only interleaved, repeated runs compare. Prints a table of ratios and
-writes benchmarks/results/bench.json. Nothing here runs in the test suite.
+1.6× between minutes, so only interleaved, repeated runs compare. The lab's code runs as
+students run it (TensorFlow's own oneDNN default) and, as a third contender, with oneDNN's
+custom ops on: the build turns them on where they measure faster, and the lab's code on the same
+fast path tells the pipeline's share from the machine's. Prints a table of ratios and writes
+benchmarks/results/bench.json. Nothing here runs in the test suite.
 """
 
 from __future__ import annotations
@@ -126,10 +129,11 @@ def lab_code(epochs: int, track: bool) -> dict:
 
 
 def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
-    """The build's training, without notebook or report: the precision and XLA this machine
-    gets (environment.machine_choices, XLA's probe cached under benchmarks/results/), the
-    model in that policy, and train.train's batches: the lab notebook's PyDataset (§6), line
-    for line."""
+    """The build's training, without notebook or report: the precision, oneDNN and XLA this
+    machine gets (environment.machine_choices, measured once per machine as a build does; oneDNN
+    comes from the parent, which sets TF_ENABLE_ONEDNN_OPTS as the build would for its kernel),
+    the model in that policy, and train.train's batches: the lab notebook's PyDataset (§6),
+    line for line."""
     clock = time.perf_counter()
     import dataclasses
 
@@ -144,7 +148,7 @@ def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
         config = dataclasses.replace(
             config, training=dataclasses.replace(config.training, epochs=epochs)
         )
-    machine = environment.machine_choices(config, RESULTS / "cache")
+    machine = environment.machine_choices(config)
     keras.mixed_precision.set_global_policy(notebook.policy(machine["precision"]["used"]))
     environment.seed_everything(config.seed)
     arrays = compare.prepare(config, data.load(data.locate(None)))
@@ -166,13 +170,13 @@ def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
 
 
 def machine_choices(profile: str) -> dict:
-    """The precision and XLA `profile` gets on this machine, and how long deciding took: XLA's
-    probe runs once per machine and is cached (benchmarks/results/cache), as a user's first
-    build caches it, so the time to quality is measured after it, off the clock."""
+    """The precision, oneDNN and XLA `profile` gets on this machine, and how long deciding took:
+    the probes run once per machine and are cached in the user's cache folder, as a user's first
+    build caches them, so builds and timings measured after it run off their clock."""
     started = time.perf_counter()
     from pipeline.config import load_config
 
-    choices = environment.machine_choices(load_config(profile), RESULTS / "cache")
+    choices = environment.machine_choices(load_config(profile))
     return {**choices, "seconds": time.perf_counter() - started}
 
 
@@ -221,6 +225,7 @@ def full_build() -> dict:
         "epoch_rss_bytes": metrics["training"].get("epoch_rss_bytes", []),
         "test_mse": metrics["reconstruction"]["mse"]["mean"],
         "precision": metrics["environment"]["precision"],
+        "onednn": metrics["environment"].get("onednn"),
         "jit_compile": metrics["environment"]["jit_compile"],
     }
 
@@ -253,6 +258,7 @@ def ceiling() -> dict:
     }
 
 
+CONTENDERS = ["lab", "pipeline", "lab_onednn"]  # one epoch each, in a rotating order
 CHILDREN = {
     "lab": lab_code,
     "pipeline": pipeline,
@@ -262,9 +268,14 @@ CHILDREN = {
 }
 
 
-def run_child(name: str, **options) -> dict:
+def run_child(name: str, onednn: bool | None = None, **options) -> dict:
+    """`name`'s JSON answer from a fresh process; `onednn` True or False sets TensorFlow's
+    TF_ENABLE_ONEDNN_OPTS for it, None leaves TensorFlow its own default (as students run)."""
     command = [sys.executable, __file__, "--child", name, "--options", json.dumps(options)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if onednn is not None:
+        env.update(environment.onednn_environment(onednn))
     output = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     if output.returncode:
         raise SystemExit(
@@ -358,13 +369,31 @@ def main() -> None:
         return
 
     machine = {**peak_gflops(), "cpu": platform.processor() or platform.machine()}
-    results = {"machine": machine, "epochs": {"lab": [], "pipeline": []}}
+    # The build's choices, measured once per machine (cached) before anything is timed.
+    choices = run_child("machine_choices", profile="full")
+    onednn = choices["onednn"]["used"]
+    print(
+        f"oneDNN for the lab config: {'on' if onednn else 'off'} ({choices['onednn']['reason']}; "
+        f"decided in {choices['seconds']:.0f} s, once per machine)",
+        flush=True,
+    )
+    results = {"machine": machine, "machine_choices": choices}
+    results["epochs"] = {name: [] for name in CONTENDERS}
     for round_index in range(arguments.rounds):
-        for name in ("lab", "pipeline") if round_index % 2 == 0 else ("pipeline", "lab"):
-            result = run_child(name, epochs=1, track=False)
+        names = (
+            CONTENDERS[round_index % len(CONTENDERS) :]
+            + CONTENDERS[: round_index % len(CONTENDERS)]
+        )
+        for name in names:
+            child, setting = {
+                "lab": ("lab", None),  # as the lab's code runs for students
+                "lab_onednn": ("lab", True),
+                "pipeline": ("pipeline", onednn),
+            }[name]
+            result = run_child(child, setting, epochs=1, track=False)
             results["epochs"][name].append(result)
             print(
-                f"round {round_index + 1} {name:>8}: {result['epoch_seconds'][0]:6.1f} s/epoch, "
+                f"round {round_index + 1} {name:>10}: {result['epoch_seconds'][0]:6.1f} s/epoch, "
                 f"{result['images_per_second']:6.0f} images/s, "
                 f"peak {result['peak_rss_bytes'] / 2**30:.2f} GiB",
                 flush=True,
@@ -378,7 +407,11 @@ def main() -> None:
         save(results, "full build")
         results["fast_machine_choices"] = run_child("machine_choices", profile="fast")
         results["time_to_quality"]["fast"] = run_child(
-            "pipeline", epochs=0, track=True, profile="fast"
+            "pipeline",
+            results["fast_machine_choices"]["onednn"]["used"],
+            epochs=0,
+            track=True,
+            profile="fast",
         )
         save(results, "fast profile")
         results["ceiling"] = run_child("ceiling")
@@ -425,6 +458,17 @@ def print_table(results: dict) -> None:
         f"(CPU peak {peak:.0f} GFLOP/s fp32: the pipeline reaches "
         f"{pipe_rate * MFLOP_PER_IMAGE / 1000 / peak:.0%} of it)"
     )
+    same_path = None
+    if results["epochs"].get("lab_onednn"):  # runs before oneDNN was a choice have none
+        same_path = median("lab_onednn", "images_per_second")
+        fastest = max(r["peak_rss_bytes"] for r in results["epochs"]["lab_onednn"]) / 2**30
+        choice = results["machine_choices"]["onednn"]
+        print(
+            f"lab code with oneDNN's custom ops on: {same_path:.0f} images/s, "
+            f"{median('lab_onednn', 'epoch_seconds'):.1f} s/epoch, peak {fastest:.2f} GiB; "
+            f"the pipeline ({'on' if choice['used'] else 'off'}: {choice['reason']}) "
+            f"{pipe_rate / same_path:.2f}× its images/s"
+        )
     stages = results["stages"]
     print(f"\nbuild, profile stages ({stages['build']['wall_seconds']:.1f} s in all):")
     for name, seconds in stages["build"]["stages"].items():
@@ -439,10 +483,10 @@ def print_table(results: dict) -> None:
         f"{rebuild / stages['build']['wall_seconds']:.2f} of a build"
     )
     if "time_to_quality" in results:
-        print_goals(results, pipe_rate / lab_rate)
+        print_goals(results, pipe_rate / lab_rate, same_path and pipe_rate / same_path)
 
 
-def print_goals(results: dict, speed: float) -> None:
+def print_goals(results: dict, speed: float, same_path_speed: float | None = None) -> None:
     """Each goal of the round as a ratio to the lab's code on this machine (issue 17)."""
     lab, fast = results["time_to_quality"]["lab"], results["time_to_quality"]["fast"]
     build, best = results["full_build"], results["ceiling"]
@@ -465,6 +509,11 @@ def print_goals(results: dict, speed: float) -> None:
     lab_peak = max(r["peak_rss_bytes"] for r in results["epochs"]["lab"])
     rows = [
         ("1 training images/s, lab config", speed, "≥ 1.4 (native bf16), ≥ 1.0"),
+        *(
+            [("  1 against the lab code with oneDNN on", same_path_speed, "(same fast path)")]
+            if same_path_speed
+            else []
+        ),
         ("2 peak memory, full build (every process)", peak / lab_peak, "≤ 0.6"),
         ("3 full build wall", build["wall_seconds"] / lab_wall, "≤ 1.1"),
         ("4 fast: time to MSE ≤ 0.0118", (fast["seconds_to_target"] or nan) / lab_wall, "≤ 0.10"),
@@ -475,7 +524,9 @@ def print_goals(results: dict, speed: float) -> None:
         print(f"{label:46}{ratio:8.2f}  {target}")
     print(
         f"  2: {peak / 2**30:.2f} GiB (≤ 1.25 GiB); full build test MSE {build['test_mse']:.4f}, "
-        f"precision {build['precision']['used']}, training {build['training_seconds']:.0f} s of "
+        f"precision {build['precision']['used']}, oneDNN "
+        f"{'on' if (build.get('onednn') or {}).get('used') else 'off'}, "
+        f"training {build['training_seconds']:.0f} s of "
         f"{build['wall_seconds']:.0f} s"
     )
     for name, stage in build["stages"].items():
