@@ -40,8 +40,8 @@ TRAIN_RESOURCE = "train"
 # distributed.scheduler.allowed-failures times.
 RETRIES = 2
 # One build at a time per 3 GiB: in bench.py --full (2026-11-28) a 20-epoch full build peaked at
-# 1.33 GiB (its kernel, lab model) and compare's U-Net at 1.38 GiB; the rest is room for the Dask
-# worker and the system.
+# 1.20 GiB with oneDNN's custom ops, 1.33 GiB without (its kernel, lab model), and compare's U-Net
+# at 1.13 and 1.38 GiB; the rest is room for the Dask worker and the system.
 MEMORY_PER_TRAINING = 3 * 2**30
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 POLL_SECONDS = 2  # how often the progress line counts the running jobs
