@@ -290,18 +290,28 @@ def test_a_failing_notebook_leaves_failure_files_and_latest_alone(
 
 
 def test_compare_reuses_the_builds_lab_model_and_reports(quick_build, quick_reports_copy):
-    from pipeline.compare import compare_models
-
+    """Typed as users do: in its own process, compare chooses oneDNN before TensorFlow starts,
+    as the build chose it for its kernel, and so finds the build's lab model in the cache."""
     out = quick_reports_copy
-    run = compare_models(
-        config=load_config("quick"), models=["lab", "unet"], out_dir=out, data_dir=SUBSET_DIR
+    result = dae_report(
+        "compare",
+        "--profile",
+        "quick",
+        "--models",
+        "lab,unet",
+        "--data-dir",
+        str(SUBSET_DIR),
+        "--out",
+        str(out),
+        cwd=out.parent,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = out.glob("*-compare")
     metrics = read_json(run / "metrics.json")
     lab, unet = metrics["models"]
-    assert (
-        lab["history"]["val_loss"]
-        == read_json(quick_build.run_dir / "metrics.json")["training"]["val_loss"]
-    )
+    built = read_json(quick_build.run_dir / "metrics.json")
+    assert lab["machine"]["onednn"]["used"] is built["environment"]["onednn"]["used"]
+    assert lab["history"]["val_loss"] == built["training"]["val_loss"]
     assert unet["parameters"] > lab["parameters"] and len(unet["curve"]) == 7
     assert {p.stem for p in (run / "figures").glob("*.svg")} == {
         "models_loss_curves",

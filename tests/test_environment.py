@@ -411,38 +411,33 @@ print(json.dumps([applied, os.environ.get("TF_ENABLE_ONEDNN_OPTS"), environment.
 """
 
 
-@pytest.mark.parametrize("used", ["0", "1"])
-def test_a_process_that_trains_itself_gets_the_choice_before_tensorflow_starts(used):
-    """`compare` trains in its own process: the variable must be set before the import."""
+def apply_in_a_child(used: str, tensorflow: str, variable: str | None) -> tuple:
+    """(the choice as applied, TF_ENABLE_ONEDNN_OPTS after, oneDNN active) in a fresh process
+    started with `variable` (None: unset) that imports TensorFlow first if `tensorflow` says so."""
     environment_variables = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     environment_variables.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if variable is not None:
+        environment_variables["TF_ENABLE_ONEDNN_OPTS"] = variable
     result = subprocess.run(
-        [sys.executable, "-c", APPLY_SCRIPT, used, "not yet"],
+        [sys.executable, "-c", APPLY_SCRIPT, used, tensorflow],
         capture_output=True,
         text=True,
         timeout=120,
         env=environment_variables,
         check=True,
     )
-    applied, variable, active = json.loads(result.stdout.strip().splitlines()[-1])
+    return tuple(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("used", ["0", "1"])
+def test_a_process_that_trains_itself_gets_the_choice_before_tensorflow_starts(used):
+    """`compare` trains in its own process: the variable must be set before the import."""
+    applied, variable, active = apply_in_a_child(used, "not yet", None)
     assert (applied["used"], variable, active) == (used == "1", used, used == "1")
 
 
 def test_a_choice_too_late_for_tensorflow_says_what_it_got():
-    environment_variables = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TF_ENABLE_ONEDNN_OPTS": "0",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", APPLY_SCRIPT, "1", "imported"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment_variables,
-        check=True,
-    )
-    applied, _, active = json.loads(result.stdout.strip().splitlines()[-1])
+    applied, _, active = apply_in_a_child("1", "imported", "0")
     assert applied["used"] is False and active is False
     assert applied["reason"] == (
         "measured; TensorFlow was imported already, with oneDNN's custom ops off"

@@ -16,8 +16,8 @@ from pipeline import probe
 class FakeMeasure:
     """A probe that answers `speeds` at once and counts its calls."""
 
-    def __init__(self, xla: float = 150.0, plain: float = 100.0) -> None:
-        self.speeds = {"xla_images_per_second": xla, "plain_images_per_second": plain}
+    def __init__(self, xla: float = 150.0, plain: float = 100.0, **speeds: float) -> None:
+        self.speeds = speeds or {"xla_images_per_second": xla, "plain_images_per_second": plain}
         self.calls = []
 
     def __call__(self, model_name, width, batch_size):
@@ -230,16 +230,9 @@ def test_the_real_probe_times_both_ways_in_a_child_process():
 # --- oneDNN's custom ops: a child per setting, since TensorFlow reads the variable at import ---
 
 
-class FakeOneDNN:
+def fake_onednn(on: float = 150.0, off: float = 100.0) -> FakeMeasure:
     """A oneDNN probe that answers at once and counts its calls."""
-
-    def __init__(self, on: float = 150.0, off: float = 100.0) -> None:
-        self.speeds = {"on_images_per_second": on, "off_images_per_second": off}
-        self.calls = []
-
-    def __call__(self, model_name, width, batch_size):
-        self.calls.append((model_name, width, batch_size))
-        return dict(self.speeds)
+    return FakeMeasure(on_images_per_second=on, off_images_per_second=off)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +240,7 @@ class FakeOneDNN:
     [(233.0, 100.0, True), (110.0, 100.0, True), (105.0, 100.0, False), (90.0, 100.0, False)],
 )
 def test_onednn_only_when_it_is_at_least_ten_percent_faster(tmp_path, on, off, use):
-    chosen, reason = probe.onednn_choice("lab", 32, 256, tmp_path, measure=FakeOneDNN(on, off))
+    chosen, reason = probe.onednn_choice("lab", 32, 256, tmp_path, measure=fake_onednn(on, off))
     assert chosen is use
     assert reason.startswith(f"oneDNN's custom ops measured {on / off:.2f}× the speed without them")
     assert "(lab, width 32, batch 256)" in reason
@@ -255,7 +248,7 @@ def test_onednn_only_when_it_is_at_least_ten_percent_faster(tmp_path, on, off, u
 
 
 def test_onednn_is_measured_once_per_model_and_kept_beside_xla(tmp_path):
-    measure = FakeOneDNN(on=180.0, off=100.0)
+    measure = fake_onednn(on=180.0, off=100.0)
     first = probe.onednn_choice("lab", 32, 256, tmp_path, measure=measure)
     assert probe.onednn_choice("lab", 32, 256, tmp_path, measure=measure) == first
     probe.onednn_choice("unet", 8, 64, tmp_path, measure=measure)
