@@ -91,7 +91,6 @@ def machine_choices(config, cache_dir: Path | None = None, stream=None, onednn=N
     choice already in force in this process (`apply_onednn`), which no longer can change."""
     from pipeline import probe
 
-    cache_dir = probe.default_cache_dir() if cache_dir is None else cache_dir
     training, model = config.training, config.model
     if onednn is None:
         onednn = choose_onednn(
@@ -128,26 +127,24 @@ def choose_onednn(
     if setting != "auto":
         reason = f"training.onednn = {str(setting).lower()}"
         return {"setting": setting, "used": setting, "reason": reason, "basis": "setting"}
-    value = os.environ.get(probe.ONEDNN_VARIABLE, "").strip()
+    value = os.environ.get(ONEDNN_VARIABLE, "").strip()
     if value.lower() in ONEDNN_VALUES:
-        reason = f"{probe.ONEDNN_VARIABLE}={value} set by the user"
+        reason = f"{ONEDNN_VARIABLE}={value} set by the user"
         used = ONEDNN_VALUES[value.lower()]
         return {"setting": setting, "used": used, "reason": reason, "basis": "environment"}
-    cache_dir = probe.default_cache_dir() if cache_dir is None else cache_dir
     used, reason = probe.onednn_choice(model_name, width, batch_size, cache_dir)
     return {"setting": setting, "used": used, "reason": reason, "basis": "probe"}
 
 
-# What TensorFlow reads in TF_ENABLE_ONEDNN_OPTS (tsl's ReadBoolFromEnvVar, case-insensitive).
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"  # read once, when TensorFlow is imported
+# What TensorFlow reads in it (tsl's ReadBoolFromEnvVar, case-insensitive).
 ONEDNN_VALUES = {"1": True, "true": True, "0": False, "false": False}
 
 
 def onednn_environment(used: bool) -> dict[str, str]:
     """The environment variable that puts oneDNN's custom ops on or off in a TensorFlow started
-    with it (the notebook's kernel)."""
-    from pipeline import probe
-
-    return {probe.ONEDNN_VARIABLE: "1" if used else "0"}
+    with it (the notebook's kernel, the probe's children)."""
+    return {ONEDNN_VARIABLE: "1" if used else "0"}
 
 
 def apply_onednn(choice: dict) -> dict:

@@ -44,7 +44,6 @@ SPEEDS = ("xla_images_per_second", "plain_images_per_second")
 # oneDNN on only when at least this much faster: on and off give slightly different numbers
 # (other orders of floating-point sums), so a choice that flipped with the noise would retrain.
 ONEDNN_MARGIN = 1.1
-ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"  # read once, when TensorFlow is imported
 # Children off, on, off, on: a slow minute on the machine (speeds swing up to 1.6×) then slows
 # one child of each setting, and the fastest of each is compared. The lab's model: ≈ 12 s each.
 ONEDNN_PAIRS = 2
@@ -88,7 +87,7 @@ def xla_choice(
     model_name: str,
     width: int,
     batch_size: int,
-    cache_dir: Path,
+    cache_dir: Path | None,
     *,
     measure=None,
     stream=None,
@@ -121,7 +120,7 @@ def xla_choice(
 
 
 def onednn_choice(
-    model_name: str, width: int, batch_size: int, cache_dir: Path, *, measure=None
+    model_name: str, width: int, batch_size: int, cache_dir: Path | None, *, measure=None
 ) -> tuple[bool, str]:
     """(turn oneDNN's custom ops on?, a one-line reason with the measured ratio) for this model
     on this machine, measured once (`measure(model_name, width, batch_size)`, by default
@@ -143,11 +142,12 @@ def onednn_choice(
     return use_onednn, reason if use_onednn else f"{reason}: off"
 
 
-def _cached_ratio(cache_dir: Path, key: str, measure, names: tuple[str, str]) -> float:
+def _cached_ratio(cache_dir: Path | None, key: str, measure, names: tuple[str, str]) -> float:
     """The ratio of the two speeds `names` (faster setting first) under `key` in the machine's
     cache file, measured with `measure()` and stored on a miss. Raises what a failed
     measurement raised; a cache that cannot be written costs a measurement next time."""
-    path = Path(cache_dir) / PROBES_DIR / f"{machine_id()}.json"
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    path = cache_dir / PROBES_DIR / f"{machine_id()}.json"
     entry = _read_entries(path).get(key)
     if _is_entry(entry):
         return entry["ratio"]
@@ -245,7 +245,9 @@ def measure_onednn_in_subprocesses(
             result = _child("speed", model_name, width, batch_size, steps, rounds, onednn)
             if result.get("onednn") is not onednn:
                 state = "on" if result.get("onednn") else "off"
-                raise ProbeFailed(f"{ONEDNN_VARIABLE}={int(onednn)} left oneDNN {state}")
+                raise ProbeFailed(
+                    f"{environment.ONEDNN_VARIABLE}={int(onednn)} left oneDNN {state}"
+                )
             best[onednn] = max(best[onednn], _speed(result, "images_per_second"))
     return {"on_images_per_second": best[True], "off_images_per_second": best[False]}
 
@@ -270,7 +272,7 @@ def _child(
     child_environment = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        ONEDNN_VARIABLE: "1" if onednn else "0",
+        **environment.onednn_environment(onednn),
     }
     try:
         result = subprocess.run(
@@ -372,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for command, text in (
         ("xla", "print XLA's and plain TensorFlow's images/s as JSON"),
-        ("speed", f"print plain TensorFlow's images/s as JSON (oneDNN as {ONEDNN_VARIABLE} says)"),
+        (
+            "speed",
+            "print plain TensorFlow's images/s as JSON (oneDNN as TF_ENABLE_ONEDNN_OPTS says)",
+        ),
     ):
         child = commands.add_parser(command, help=text)
         child.add_argument("--model", required=True, help="lab, residual or unet")
