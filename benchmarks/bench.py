@@ -133,7 +133,7 @@ def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
     machine gets (environment.machine_choices, measured once per machine as a build does; oneDNN
     comes from the parent, which sets TF_ENABLE_ONEDNN_OPTS as the build would for its kernel),
     the model in that policy, and train.train's batches: the lab notebook's PyDataset (§6),
-    line for line."""
+    line for line. Compiled as the notebook compiles it: the loss alone, no per-step metric."""
     clock = time.perf_counter()
     import dataclasses
 
@@ -161,7 +161,9 @@ def pipeline(epochs: int, track: bool, profile: str = "full") -> dict:
         return original_fit(self, *args, callbacks=[*(callbacks or []), timer], **kwargs)
 
     keras.Model.fit = fit_with_timer  # time the epochs of train.train's own fit
-    train.train(model, arrays.train, arrays.val, config, machine["jit_compile"]["used"])
+    train.train(
+        model, arrays.train, arrays.val, config, machine["jit_compile"]["used"], track_mse=False
+    )
     clean = arrays.train  # the training images, uint8
     test_clean, test_noisy = arrays.test
     denoised = model.predict(test_noisy, batch_size=256, verbose=0)

@@ -145,15 +145,17 @@ def train(
     config: Config,
     jit_compile: bool,
     cache=None,
+    track_mse: bool = True,
 ) -> dict:
     """Compile (with XLA if `jit_compile`: the machine's choice) and fit noisy -> clean on
     batches of the uint8 `train_images` with the config's training noise (`Batches`); the
     validation pair is (clean, noisy), as `compare.prepare` returns it. See `fit` for the
-    cache and the history returned."""
+    cache and the history returned; with `track_mse` (compare's models) it also holds the
+    training and validation MSE per epoch, whatever the loss."""
     settings = config.training
     val_clean, val_noisy = val_pair
     steps = -(-len(train_images) // settings.batch_size)
-    compile_model(model, config, jit_compile, steps_per_epoch=steps)
+    mse_loss = compile_model(model, config, jit_compile, steps, track_mse)
 
     def make_noisy(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return noise.corrupt(clean, config.noise, rng, training=True)
@@ -172,15 +174,22 @@ def train(
         )
 
     announce(len(train_images), settings.epochs, settings.batch_size)
-    return fit(model, run_fit, config, jit_compile, cache, dataset=batches)
+    history = fit(model, run_fit, config, jit_compile, cache, dataset=batches)
+    if mse_loss and track_mse:  # the loss is the MSE: the same numbers under the metric's names
+        history.setdefault("mse", history["loss"])
+        history.setdefault("val_mse", history["val_loss"])
+    return history
 
 
 def compile_model(
-    model: keras.Model, config: Config, jit_compile: bool, steps_per_epoch: int
-) -> None:
-    """Adam at training.learning_rate (decayed to 0 over the epochs with the cosine schedule),
-    the config's loss, and MSE as a metric; XLA if `jit_compile`."""
+    model: keras.Model, config: Config, jit_compile: bool, steps_per_epoch: int, track_mse: bool
+) -> bool:
+    """Adam at training.learning_rate (decayed to 0 over the epochs with the cosine schedule)
+    and the config's loss; XLA if `jit_compile`. With `track_mse`, MSE is a metric unless the
+    loss is MSE already: a metric is computed at every training step, which costs 10–20 % of
+    a small model's step (README, Performance). Returns whether the loss is the MSE."""
     settings = config.training
+    loss = loss_for(config.model.name, settings.loss)
     rate = settings.learning_rate
     if settings.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
@@ -189,10 +198,11 @@ def compile_model(
     with environment.xla_allowed(jit_compile):
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=rate),
-            loss=loss_for(config.model.name, settings.loss),
-            metrics=["mse"],  # whatever the loss, MSE per epoch makes models comparable
+            loss=loss,
+            metrics=["mse"] if track_mse and loss != "mse" else None,
             jit_compile=jit_compile,
         )
+    return loss == "mse"
 
 
 def announce(images: int, epochs: int, batch_size: int) -> None:

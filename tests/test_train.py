@@ -44,6 +44,33 @@ def test_xla_is_used_under_op_determinism_and_trains_the_same_twice():
     np.testing.assert_array_equal(first_denoised, second_denoised)
 
 
+def test_every_model_has_its_mse_per_epoch_and_the_build_path_computes_no_metric():
+    histories = {}
+    for name, track_mse in (("unet", True), ("lab", True), ("lab", False)):
+        config = load_config(
+            "quick",
+            overrides=[
+                f"model.name={name}",
+                "model.width=4",
+                "training.epochs=1",
+                "data.train_limit=256",
+                "data.test_limit=16",
+            ],
+        )
+        environment.seed_everything(config.seed)
+        arrays = compare.prepare(config, data.load(SUBSET_DIR))
+        model = build(config.model.name, config.model.width)
+        histories[name, track_mse] = train.train(
+            model, arrays.train, arrays.val, config, jit_compile=False, track_mse=track_mse
+        )
+    unet = histories["unet", True]  # MSE loss: the loss is the MSE, no metric computes it twice
+    assert unet["mse"] == unet["loss"] and unet["val_mse"] == unet["val_loss"]
+    lab = histories["lab", True]  # binary cross-entropy: the MSE is a metric of its own
+    assert lab["val_mse"][0] < lab["val_loss"][0] and lab["mse"][0] != lab["loss"][0]
+    assert "mse" not in histories["lab", False] and "val_mse" not in histories["lab", False]
+    assert histories["lab", False]["loss"] == lab["loss"]  # a metric does not change training
+
+
 def test_the_log_counts_the_images_of_a_dataset_that_serves_its_own_batches():
     images = np.zeros((540, 28, 28), "uint8")
 
