@@ -76,15 +76,17 @@ def _double_conv(x, channels: int, name: str):
     return x
 
 
-def build_unet(base: int = 16) -> keras.Model:
+def build_unet(base: int = 16, growth: tuple[int, int] = (2, 4)) -> keras.Model:
     """A small U-Net: two poolings (28 → 14 → 7), batch norm, skip connections that carry the
-    fine detail past the bottleneck, and a sigmoid output."""
+    fine detail past the bottleneck, and a sigmoid output. `base` channels at 28×28, `growth`
+    times as many at 14×14 and 7×7 (benchmarks/unet_trials.py measures other growths)."""
+    inner, bottom_channels = growth[0] * base, growth[1] * base
     inputs = keras.Input(shape=INPUT_SHAPE, name="denoise_input")
     level1 = _double_conv(inputs, base, "enc1")  # (B, 28, 28, base)
-    level2 = _double_conv(layers.MaxPooling2D(2, name="pool1")(level1), 2 * base, "enc2")  # 14×14
-    bottom = _double_conv(layers.MaxPooling2D(2, name="pool2")(level2), 4 * base, "bottom")  # 7×7
-    x = layers.UpSampling2D(2, name="up2")(bottom)
-    x = _double_conv(layers.Concatenate(name="skip2")([x, level2]), 2 * base, "dec2")
+    level2 = _double_conv(layers.MaxPooling2D(2, name="pool1")(level1), inner, "enc2")  # 14×14
+    bottom = _double_conv(layers.MaxPooling2D(2, name="pool2")(level2), bottom_channels, "bottom")
+    x = layers.UpSampling2D(2, name="up2")(bottom)  # 7×7 → 14×14
+    x = _double_conv(layers.Concatenate(name="skip2")([x, level2]), inner, "dec2")
     x = layers.UpSampling2D(2, name="up1")(x)
     x = _double_conv(layers.Concatenate(name="skip1")([x, level1]), base, "dec1")
     outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="dec_output")(x)

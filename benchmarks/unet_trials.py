@@ -1,0 +1,133 @@
+"""Goal 5's trials: how far the U-Net of `dae-report compare` gets at the lab's noise (std 0.4)
+when it is widened, trained longer, or averaged with its mirror image, on the full data.
+
+    .venv/bin/python benchmarks/unet_trials.py                     # every trial, ~2 h on 2 cores
+    .venv/bin/python benchmarks/unet_trials.py --trials compare,inner-x1.5
+
+Each trial trains the way `compare` trains its U-Net (compare.prepare's images and noise,
+train.train's batches, MSE loss, cosine-decayed Adam, oneDNN as this machine's probe chose for
+the U-Net) with its own width, growth and recipe, in its own process, one after another.
+It prints each epoch's validation MSE and time, then the test MSE and the PSNR of the mean MSE
+on the 10 000 test images, plain and averaged with the prediction on the horizontally flipped
+image (geometric self-ensemble). Writes benchmarks/results/unet_trials.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline import environment
+
+# name: U-Net width (channels at 28×28), growth (times as many at 14×14 and 7×7) and the
+# training settings that differ from compare's recipe (compare.TRAINING_RECIPES["unet"]).
+TRIALS = {
+    "compare": {"width": 16, "growth": (2, 4), "training": {}},
+    "inner-x1.5": {
+        "width": 16,
+        "growth": (3, 6),
+        "training": {"batch_size": 256, "learning_rate": 4e-3, "epochs": 12},
+    },
+    "wide-24": {
+        "width": 24,
+        "growth": (2, 4),
+        "training": {"batch_size": 256, "learning_rate": 4e-3, "epochs": 8},
+    },
+}
+
+
+def child(name: str, epochs: int | None = None) -> dict:
+    """Runs in a fresh process: trial `name` trained and scored on the full data (for `epochs`
+    instead of the trial's, if given)."""
+    from pipeline import compare, data, evaluate
+    from pipeline.config import load_config
+
+    trial = TRIALS[name]
+    config = compare.variant(load_config("full"), "unet")
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, width=trial["width"]),
+        training=dataclasses.replace(config.training, jit_compile=False, **trial["training"]),
+    )
+    if epochs:
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, epochs=epochs)
+        )
+    training = config.training  # oneDNN as measured for this U-Net, before TensorFlow's import
+    onednn = environment.choose_onednn("auto", "unet", trial["width"], training.batch_size)
+    environment.apply_onednn(onednn)
+    import keras
+
+    from pipeline import train
+    from pipeline.model import build_unet
+
+    environment.seed_everything(config.seed)
+    arrays = compare.prepare(config, data.load(data.locate(None)))
+    keras.utils.set_random_seed(config.seed)
+    model = build_unet(trial["width"], trial["growth"])
+    history = train.train(model, arrays.train, arrays.val, config, jit_compile=False)
+    clean, noisy = arrays.test
+    plain = model.predict(noisy, batch_size=256, verbose=0)
+    mirrored = model.predict(noisy[:, :, ::-1], batch_size=256, verbose=0)[:, :, ::-1]
+    scores = {}
+    for label, denoised in (("plain", plain), ("flip-averaged", (plain + mirrored) / 2)):
+        mse = evaluate.per_image_mse(clean, denoised)
+        scores[label] = {"mse": float(mse.mean()), "psnr": evaluate.psnr_of_mean_mse(mse)}
+    return {
+        "trial": {**trial, "training": dataclasses.asdict(config.training)},
+        "parameters": int(model.count_params()),
+        "onednn": {**onednn, "active": environment.onednn_active()},
+        "training_seconds": history["seconds"],
+        "epoch_seconds": history["epoch_seconds"],
+        "val_mse": history["val_mse"],
+        "loss": history["loss"],
+        "scores": scores,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", default=",".join(TRIALS), help="comma-separated names")
+    parser.add_argument("--epochs", type=int, help="every trial this many epochs (a smoke run)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        print(json.dumps(child(arguments.child, arguments.epochs)))
+        return
+    names = arguments.trials.split(",")
+    if unknown := sorted(set(names) - set(TRIALS)):
+        raise SystemExit(f"unknown trial {', '.join(unknown)} (choose from: {', '.join(TRIALS)})")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    results = {}
+    for name in names:
+        output = subprocess.run(
+            [sys.executable, __file__, "--child", name]
+            + (["--epochs", str(arguments.epochs)] if arguments.epochs else []),
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
+        results[name] = result = json.loads(output.strip().splitlines()[-1])
+        curve = " ".join(f"{value:.4f}" for value in result["val_mse"])
+        print(
+            f"{name:>12}: {result['parameters']:7d} parameters, "
+            f"{result['training_seconds']:5.0f} s of training "
+            f"(epochs {min(result['epoch_seconds']):.0f}–{max(result['epoch_seconds']):.0f} s), "
+            f"test {result['scores']['plain']['psnr']:.2f} dB "
+            f"(flip-averaged {result['scores']['flip-averaged']['psnr']:.2f}); "
+            f"validation MSE by epoch {curve}",
+            flush=True,
+        )
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "unet_trials.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
