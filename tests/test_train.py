@@ -9,25 +9,30 @@ from pipeline.model import build
 from tests.conftest import SUBSET_DIR
 
 
-def _train_unet_with_xla():
+def _train(name: str, *overrides: str, jit_compile: bool = False, track_mse: bool = True):
+    """Model `name` (4 base channels) trained for one epoch on the test subset as `compare`
+    trains it; returns the model, its history and its denoised test images."""
     config = load_config(
         "quick",
-        overrides=[
-            "model.name=unet",
-            "model.width=4",
-            "training.epochs=1",
-            "training.jit_compile=true",
-            "data.train_limit=512",
-            "data.test_limit=64",
-            "training.batch_size=128",
-        ],
+        overrides=[f"model.name={name}", "model.width=4", "training.epochs=1", *overrides],
     )
     environment.seed_everything(config.seed)
     arrays = compare.prepare(config, data.load(SUBSET_DIR))
     model = build(config.model.name, config.model.width)
-    history = train.train(model, arrays.train, arrays.val, config, jit_compile=True)
+    history = train.train(model, arrays.train, arrays.val, config, jit_compile, None, track_mse)
     clean, noisy = arrays.test
     return model, history, model.predict(noisy, verbose=0)  # determinism is on again here
+
+
+def _train_unet_with_xla():
+    return _train(
+        "unet",
+        "training.jit_compile=true",
+        "data.train_limit=512",
+        "data.test_limit=64",
+        "training.batch_size=128",
+        jit_compile=True,
+    )
 
 
 def test_xla_is_used_under_op_determinism_and_trains_the_same_twice():
@@ -45,24 +50,12 @@ def test_xla_is_used_under_op_determinism_and_trains_the_same_twice():
 
 
 def test_every_model_has_its_mse_per_epoch_and_the_build_path_computes_no_metric():
-    histories = {}
-    for name, track_mse in (("unet", True), ("lab", True), ("lab", False)):
-        config = load_config(
-            "quick",
-            overrides=[
-                f"model.name={name}",
-                "model.width=4",
-                "training.epochs=1",
-                "data.train_limit=256",
-                "data.test_limit=16",
-            ],
-        )
-        environment.seed_everything(config.seed)
-        arrays = compare.prepare(config, data.load(SUBSET_DIR))
-        model = build(config.model.name, config.model.width)
-        histories[name, track_mse] = train.train(
-            model, arrays.train, arrays.val, config, jit_compile=False, track_mse=track_mse
-        )
+    histories = {
+        (name, track_mse): _train(
+            name, "data.train_limit=256", "data.test_limit=16", track_mse=track_mse
+        )[1]
+        for name, track_mse in (("unet", True), ("lab", True), ("lab", False))
+    }
     unet = histories["unet", True]  # MSE loss: the loss is the MSE, no metric computes it twice
     assert unet["mse"] == unet["loss"] and unet["val_mse"] == unet["val_loss"]
     lab = histories["lab", True]  # binary cross-entropy: the MSE is a metric of its own
