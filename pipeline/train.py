@@ -155,7 +155,7 @@ def train(
     settings = config.training
     val_clean, val_noisy = val_pair
     steps = -(-len(train_images) // settings.batch_size)
-    mse_loss = compile_model(model, config, jit_compile, steps, track_mse)
+    compile_model(model, config, jit_compile, steps, track_mse)
 
     def make_noisy(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return noise.corrupt(clean, config.noise, rng, training=True)
@@ -175,7 +175,7 @@ def train(
 
     announce(len(train_images), settings.epochs, settings.batch_size)
     history = fit(model, run_fit, config, jit_compile, cache, dataset=batches)
-    if mse_loss and track_mse:  # the loss is the MSE: the same numbers under the metric's names
+    if track_mse and model.loss == "mse":  # the same numbers under the metric's names
         history.setdefault("mse", history["loss"])
         history.setdefault("val_mse", history["val_loss"])
     return history
@@ -183,11 +183,10 @@ def train(
 
 def compile_model(
     model: keras.Model, config: Config, jit_compile: bool, steps_per_epoch: int, track_mse: bool
-) -> bool:
+) -> None:
     """Adam at training.learning_rate (decayed to 0 over the epochs with the cosine schedule)
     and the config's loss; XLA if `jit_compile`. With `track_mse`, MSE is a metric unless the
-    loss is MSE already: a metric is computed at every training step, which costs 10–20 % of
-    a small model's step (README, Performance). Returns whether the loss is the MSE."""
+    loss is the MSE already (a metric is computed again at every training step)."""
     settings = config.training
     loss = loss_for(config.model.name, settings.loss)
     rate = settings.learning_rate
@@ -202,7 +201,6 @@ def compile_model(
             metrics=["mse"] if track_mse and loss != "mse" else None,
             jit_compile=jit_compile,
         )
-    return loss == "mse"
 
 
 def announce(images: int, epochs: int, batch_size: int) -> None:
