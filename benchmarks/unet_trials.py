@@ -1,15 +1,16 @@
 """Goal 5's trials: how far the U-Net of `dae-report compare` gets at the lab's noise (std 0.4)
 when it is widened, trained longer, or averaged with its mirror image, on the full data.
 
-    .venv/bin/python benchmarks/unet_trials.py                     # every trial, ~2 h on 2 cores
+    .venv/bin/python benchmarks/unet_trials.py                     # every trial, ~3 h on 2 cores
     .venv/bin/python benchmarks/unet_trials.py --trials compare,inner-x1.5
 
 Each trial trains the way `compare` trains its U-Net (compare.prepare's images and noise,
 train.train's batches, MSE loss, cosine-decayed Adam, oneDNN as this machine's probe chose for
 the U-Net) with its own width, growth and recipe, in its own process, one after another.
-It prints each epoch's validation MSE and time, then the test MSE and the PSNR of the mean MSE
-on the 10 000 test images, plain and averaged with the prediction on the horizontally flipped
-image (geometric self-ensemble). Writes benchmarks/results/unet_trials.json.
+It prints each epoch's losses and time as the epoch ends, then the trial's validation MSE by
+epoch, its test MSE and the PSNR of the mean MSE on the 10 000 test images, plain and averaged
+with the prediction on the horizontally flipped image (geometric self-ensemble). Writes
+benchmarks/results/unet_trials.json.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ TRIALS = {
         "growth": (2, 4),
         "training": {"batch_size": 256, "learning_rate": 4e-3, "epochs": 8},
     },
+    # compare's recipe unchanged, twice the channels at every level: four times the arithmetic.
+    "wide-32": {"width": 32, "growth": (2, 4), "training": {}},
+    # compare's batch and rate, 1.5× the channels (2.25× the arithmetic) in 6 epochs, not 10.
+    "wide-24-b128": {"width": 24, "growth": (2, 4), "training": {"epochs": 6}},
 }
 
 
@@ -90,6 +95,22 @@ def child(name: str, epochs: int | None = None) -> dict:
     }
 
 
+def run_child(name: str, epochs: int | None, env: dict) -> dict:
+    """Trial `name` in a fresh process; its per-epoch lines are passed on as they come, and its
+    last line is the result."""
+    command = [sys.executable, __file__, "--child", name]
+    command += ["--epochs", str(epochs)] if epochs else []
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child_process:
+        for line in child_process.stdout:
+            lines.append(line)
+            if not line.startswith("{"):
+                print(f"{name:>12}: {line}", end="", flush=True)
+    if child_process.returncode:
+        raise SystemExit(f"trial {name} failed (exit {child_process.returncode})")
+    return json.loads(lines[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", default=",".join(TRIALS), help="comma-separated names")
@@ -105,15 +126,7 @@ def main() -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     results = {}
     for name in names:
-        output = subprocess.run(
-            [sys.executable, __file__, "--child", name]
-            + (["--epochs", str(arguments.epochs)] if arguments.epochs else []),
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            check=True,
-        ).stdout
-        results[name] = result = json.loads(output.strip().splitlines()[-1])
+        results[name] = result = run_child(name, arguments.epochs, env)
         curve = " ".join(f"{value:.4f}" for value in result["val_mse"])
         print(
             f"{name:>12}: {result['parameters']:7d} parameters, "
