@@ -50,9 +50,9 @@ TRAINING_RECIPES = {
     "unet": {
         "loss": "mse",
         "schedule": "cosine",
-        "learning_rate": 3e-3,
-        "batch_size": 128,
-        "epochs": 10,
+        "learning_rate": 2e-3,
+        "batch_size": 64,
+        "epochs": 12,
         "jit_compile": "auto",
     },
 }
