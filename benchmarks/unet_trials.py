@@ -1,5 +1,6 @@
 """Goal 5's trials: how far the U-Net of `dae-report compare` gets at the lab's noise (std 0.4)
-when it is widened, trained longer, or averaged with its mirror image, on the full data.
+when it is widened, trained longer or on smaller batches, or averaged with its mirror image, on
+the full data.
 
     .venv/bin/python benchmarks/unet_trials.py                     # every trial, ~5 h on 2 cores
     .venv/bin/python benchmarks/unet_trials.py --trials compare,inner-x1.5
@@ -10,7 +11,8 @@ the U-Net) with its own width, growth and recipe, in its own process, one after 
 It prints each epoch's losses and time as the epoch ends, then the trial's validation MSE by
 epoch, its test MSE and the PSNR of the mean MSE on the 10 000 test images, plain and averaged
 with the prediction on the horizontally flipped image (geometric self-ensemble). Each trial's
-result replaces its entry in benchmarks/results/unet_trials.json; the others' entries stay.
+result replaces its entry in benchmarks/results/unet_trials.json as the trial ends; the others'
+entries stay.
 """
 
 from __future__ import annotations
@@ -130,9 +132,13 @@ def main() -> None:
     if unknown := sorted(set(names) - set(TRIALS)):
         raise SystemExit(f"unknown trial {', '.join(unknown)} (choose from: {', '.join(TRIALS)})")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    results = {}
+    saved = Path(__file__).parent / "results" / "unet_trials.json"
+    saved.parent.mkdir(exist_ok=True)
     for name in names:
-        results[name] = result = run_child(name, arguments.epochs, env)
+        result = run_child(name, arguments.epochs, env)
+        # Saved as each trial ends, so that stopping a long run keeps the trials it finished.
+        results = json.loads(saved.read_text()) if saved.exists() else {}
+        saved.write_text(json.dumps({**results, name: result}, indent=2))
         curve = " ".join(f"{value:.4f}" for value in result["val_mse"])
         print(
             f"{name:>12}: {result['parameters']:7d} parameters, "
@@ -143,10 +149,6 @@ def main() -> None:
             f"validation MSE by epoch {curve}",
             flush=True,
         )
-    saved = Path(__file__).parent / "results" / "unet_trials.json"
-    saved.parent.mkdir(exist_ok=True)
-    earlier = json.loads(saved.read_text()) if saved.exists() else {}
-    saved.write_text(json.dumps({**earlier, **results}, indent=2))
 
 
 if __name__ == "__main__":
