@@ -4,6 +4,7 @@ the full data.
 
     .venv/bin/python benchmarks/unet_trials.py                     # every trial, ~5 h on 2 cores
     .venv/bin/python benchmarks/unet_trials.py --trials compare,inner-x1.5
+    .venv/bin/python benchmarks/unet_trials.py --trials compare --seed 7   # run-to-run spread
 
 Each trial trains the way `compare` trains its U-Net (compare.prepare's images and noise,
 train.train's batches, MSE loss, cosine-decayed Adam, oneDNN as this machine's probe chose for
@@ -12,7 +13,8 @@ It prints each epoch's losses and time as the epoch ends, then the trial's valid
 epoch, its test MSE and the PSNR of the mean MSE on the 10 000 test images, plain and averaged
 with the prediction on the horizontally flipped image (geometric self-ensemble). Each trial's
 result replaces its entry in benchmarks/results/unet_trials.json as the trial ends; the others'
-entries stay.
+entries stay. `--seed` trains and scores with another seed than the config's (weights, batch order,
+training noise, validation and test noise), under the entry "TRIAL seed N".
 """
 
 from __future__ import annotations
@@ -54,9 +56,9 @@ TRIALS = {
 }
 
 
-def child(name: str, epochs: int | None = None) -> dict:
+def child(name: str, epochs: int | None = None, seed: int | None = None) -> dict:
     """Runs in a fresh process: trial `name` trained and scored on the full data (for `epochs`
-    instead of the trial's, if given)."""
+    instead of the trial's, and with `seed` instead of the config's, if given)."""
     from pipeline import compare, data, evaluate
     from pipeline.config import load_config
 
@@ -71,6 +73,8 @@ def child(name: str, epochs: int | None = None) -> dict:
         config = dataclasses.replace(
             config, training=dataclasses.replace(config.training, epochs=epochs)
         )
+    if seed is not None:
+        config = dataclasses.replace(config, seed=seed)
     training = config.training  # oneDNN as measured for this U-Net, before TensorFlow's import
     onednn = environment.choose_onednn("auto", "unet", trial["width"], training.batch_size)
     environment.apply_onednn(onednn)
@@ -93,6 +97,7 @@ def child(name: str, epochs: int | None = None) -> dict:
         scores[label] = {"mse": float(mse.mean()), "psnr": evaluate.psnr_of_mean_mse(mse)}
     return {
         "trial": {**trial, "training": dataclasses.asdict(config.training)},
+        "seed": config.seed,
         "parameters": int(model.count_params()),
         "onednn": {**onednn, "active": environment.onednn_active()},
         "training_seconds": history["seconds"],
@@ -103,11 +108,12 @@ def child(name: str, epochs: int | None = None) -> dict:
     }
 
 
-def run_child(name: str, epochs: int | None, env: dict) -> dict:
+def run_child(name: str, epochs: int | None, seed: int | None, env: dict) -> dict:
     """Trial `name` in a fresh process; its per-epoch lines are passed on as they come, and its
     last line is the result."""
     command = [sys.executable, __file__, "--child", name]
     command += ["--epochs", str(epochs)] if epochs else []
+    command += ["--seed", str(seed)] if seed is not None else []
     lines = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as child_process:
         for line in child_process.stdout:
@@ -123,10 +129,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", default=",".join(TRIALS), help="comma-separated names")
     parser.add_argument("--epochs", type=int, help="every trial this many epochs (a smoke run)")
+    parser.add_argument("--seed", type=int, help="another seed than the config's")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        print(json.dumps(child(arguments.child, arguments.epochs)))
+        print(json.dumps(child(arguments.child, arguments.epochs, arguments.seed)))
         return
     names = arguments.trials.split(",")
     if unknown := sorted(set(names) - set(TRIALS)):
@@ -135,13 +142,14 @@ def main() -> None:
     saved = Path(__file__).parent / "results" / "unet_trials.json"
     saved.parent.mkdir(exist_ok=True)
     for name in names:
-        result = run_child(name, arguments.epochs, env)
+        result = run_child(name, arguments.epochs, arguments.seed, env)
+        entry = name if arguments.seed is None else f"{name} seed {arguments.seed}"
         # Saved as each trial ends, so that stopping a long run keeps the trials it finished.
         results = json.loads(saved.read_text()) if saved.exists() else {}
-        saved.write_text(json.dumps({**results, name: result}, indent=2))
+        saved.write_text(json.dumps({**results, entry: result}, indent=2))
         curve = " ".join(f"{value:.4f}" for value in result["val_mse"])
         print(
-            f"{name:>12}: {result['parameters']:7d} parameters, "
+            f"{entry:>12}: {result['parameters']:7d} parameters, "
             f"{result['training_seconds']:5.0f} s of training "
             f"(epochs {min(result['epoch_seconds']):.0f}–{max(result['epoch_seconds']):.0f} s), "
             f"test {result['scores']['plain']['psnr']:.2f} dB "
