@@ -14,7 +14,8 @@ epoch, its test MSE and the PSNR of the mean MSE on the 10 000 test images, plai
 with the prediction on the horizontally flipped image (geometric self-ensemble). Each trial's
 result replaces its entry in benchmarks/results/unet_trials.json as the trial ends; the others'
 entries stay. `--seed` trains and scores with another seed than the config's (weights, batch order,
-training noise, validation and test noise), under the entry "TRIAL seed N".
+training noise, validation and test noise); a run with `--seed` or `--epochs` saves under an entry
+of its own ("TRIAL seed N", "TRIAL epochs 1"), so a smoke run never replaces a measured trial.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ def child(name: str, epochs: int | None = None, seed: int | None = None) -> dict
     }
 
 
+def entry(name: str, epochs: int | None, seed: int | None) -> str:
+    """Trial `name`'s key in the results: its name, and what the run changed in it."""
+    return " ".join(
+        [name] + [f"seed {seed}"] * (seed is not None) + [f"epochs {epochs}"] * bool(epochs)
+    )
+
+
 def run_child(name: str, epochs: int | None, seed: int | None, env: dict) -> dict:
     """Trial `name` in a fresh process; its per-epoch lines are passed on as they come, and its
     last line is the result."""
@@ -143,13 +151,13 @@ def main() -> None:
     saved.parent.mkdir(exist_ok=True)
     for name in names:
         result = run_child(name, arguments.epochs, arguments.seed, env)
-        entry = name if arguments.seed is None else f"{name} seed {arguments.seed}"
+        key = entry(name, arguments.epochs, arguments.seed)
         # Saved as each trial ends, so that stopping a long run keeps the trials it finished.
         results = json.loads(saved.read_text()) if saved.exists() else {}
-        saved.write_text(json.dumps({**results, entry: result}, indent=2))
+        saved.write_text(json.dumps({**results, key: result}, indent=2))
         curve = " ".join(f"{value:.4f}" for value in result["val_mse"])
         print(
-            f"{entry:>12}: {result['parameters']:7d} parameters, "
+            f"{key:>12}: {result['parameters']:7d} parameters, "
             f"{result['training_seconds']:5.0f} s of training "
             f"(epochs {min(result['epoch_seconds']):.0f}–{max(result['epoch_seconds']):.0f} s), "
             f"test {result['scores']['plain']['psnr']:.2f} dB "
