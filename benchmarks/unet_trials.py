@@ -1,6 +1,6 @@
 """Goal 5's trials: how far the U-Net of `dae-report compare` gets at the lab's noise (std 0.4)
-when it is widened, trained longer or on smaller batches, or averaged with its mirror image, on
-the full data.
+when it is widened, trained longer or on smaller batches, rearranged, or averaged with its mirror
+image, on the full data.
 
     .venv/bin/python benchmarks/unet_trials.py                     # every trial, ~5 h on 2 cores
     .venv/bin/python benchmarks/unet_trials.py --trials compare,inner-x1.5
@@ -54,7 +54,30 @@ TRIALS = {
     "b64": unet_trial(16, (2, 4), 64, 2e-3, 10),
     "b64-14": unet_trial(16, (2, 4), 64, 2e-3, 14),
     "b32": unet_trial(16, (2, 4), 32, 1.5e-3, 10),
+    # Space-to-depth (as FFDNet): the U-Net works on four 14×14 sub-images, at half of compare's
+    # cost per epoch, so twice the epochs fit in compare's time.
+    "s2d-32": {**unet_trial(32, (2,), 64, 2e-3, 24), "layout": "space-to-depth"},
 }
+
+
+def build_space_to_depth(base: int, growth: tuple[int]):
+    """A U-Net on the image's four 14×14 sub-images (pixel unshuffle): `base` channels at
+    14×14 and `growth[0]` times as many at 7×7; its four outputs are shuffled back to 28×28."""
+    import keras
+    from keras import layers
+
+    from pipeline.model import INPUT_SHAPE, _double_conv
+
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = layers.Reshape((14, 2, 14, 2))(inputs)
+    subimages = layers.Reshape((14, 14, 4))(layers.Permute((1, 3, 2, 4))(x))
+    level1 = _double_conv(subimages, base, "enc1")
+    bottom = _double_conv(layers.MaxPooling2D(2)(level1), growth[0] * base, "bottom")
+    x = layers.Concatenate()([layers.UpSampling2D(2)(bottom), level1, subimages])
+    x = layers.Reshape((14, 14, 2, 2))(layers.Conv2D(4, 1)(_double_conv(x, base, "dec1")))
+    x = layers.Reshape(INPUT_SHAPE)(layers.Permute((1, 3, 2, 4))(x))
+    outputs = layers.Activation("sigmoid", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="unet_space_to_depth")
 
 
 def child(name: str, epochs: int | None = None, seed: int | None = None) -> dict:
@@ -87,7 +110,10 @@ def child(name: str, epochs: int | None = None, seed: int | None = None) -> dict
     environment.seed_everything(config.seed)
     arrays = compare.prepare(config, data.load(data.locate(None)))
     keras.utils.set_random_seed(config.seed)
-    model = build_unet(trial["width"], trial["growth"])
+    if trial.get("layout") == "space-to-depth":
+        model = build_space_to_depth(trial["width"], trial["growth"])
+    else:
+        model = build_unet(trial["width"], trial["growth"])
     history = train.train(model, arrays.train, arrays.val, config, jit_compile=False)
     clean, noisy = arrays.test
     plain = model.predict(noisy, batch_size=256, verbose=0)
