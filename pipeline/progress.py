@@ -9,6 +9,7 @@ Outside a build (a student's Jupyter) `report` only prints.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -39,13 +40,19 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
+# A write's errors that mean nobody reads any more: a closed pipe, and a terminal that hung up
+# (an SSH session that dropped). Others, a full disk behind a redirection, are the run's to see.
+READER_GONE = (errno.EPIPE, errno.EIO)
+
+
 class Terminal:
     """The terminal end of the progress display, whose reader may go away before the run ends.
 
-    `dae-report build 2>&1 | head -1` closes the pipe after one line. The first write that finds
-    it closed is swallowed, the stream's file descriptor is pointed at /dev/null (Python's advice
-    for BrokenPipeError: else flushing it at exit fails again and the exit code becomes 120),
-    and terminal output is dropped from then on. The run goes on, build.log keeps its lines, and
+    `dae-report build 2>&1 | head -1` closes the pipe after one line; a terminal that hangs up
+    fails every write after. The first write that finds the reader gone is swallowed, the
+    stream's file descriptor is pointed at /dev/null (Python's advice for BrokenPipeError: else
+    flushing it at exit fails again and the exit code becomes 120), and terminal output is
+    dropped from then on. The run goes on, build.log keeps its lines, and
     the exit code stays the run's: 1 means a quality regression and nothing else.
     """
 
@@ -56,7 +63,9 @@ class Terminal:
         if not self.closed:
             try:
                 self.stream.write(text)
-            except BrokenPipeError:  # also OSError(EPIPE): Python raises it as this
+            except OSError as error:
+                if error.errno not in READER_GONE:
+                    raise
                 self._reader_gone()
         return len(text)
 
@@ -64,7 +73,9 @@ class Terminal:
         if not self.closed:
             try:
                 self.stream.flush()
-            except BrokenPipeError:
+            except OSError as error:
+                if error.errno not in READER_GONE:
+                    raise
                 self._reader_gone()
 
     def _reader_gone(self) -> None:

@@ -1,11 +1,12 @@
-"""Stops from outside a command, ended as Ctrl-C ends it: SIGTERM and the command's --timeout.
+"""Stops from outside a command, ended as Ctrl-C ends it: SIGTERM, SIGHUP and --timeout.
 
-SIGTERM is how CI runners, systemd and Kubernetes end a job; left to its default it kills the
+SIGTERM is how CI runners, systemd and Kubernetes end a job, and SIGHUP reaches a build whose
+terminal closed (an SSH session to a cluster that dropped); left to their default they kill the
 process at once, with no failure.log and run.json still `running`. Ctrl-C already ends a run as
 the exit codes promise: Python raises KeyboardInterrupt in the main thread, Run.open writes
 failure.log and failure.html and marks run.json `failed`, `latest` is left alone, the kernel exits
-with its build (it polls its parent) and the next build resumes the training. So SIGTERM, and
-SIGALRM when --timeout runs out, raise `Interrupted`, a KeyboardInterrupt that carries its
+with its build (it polls its parent) and the next build resumes the training. So SIGTERM, SIGHUP,
+and SIGALRM when --timeout runs out, raise `Interrupted`, a KeyboardInterrupt that carries its
 message, and take that same path.
 """
 
@@ -21,6 +22,12 @@ from dataclasses import dataclass
 # --timeout's units, as GNU timeout(1) spells them: a CI job's limit is often written `30m`.
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 LONGEST_SECONDS = 365 * 86400  # setitimer overflows far beyond; a year is already a typo
+
+# What failure.log and run.json say for each signal that stops a command.
+STOPPING_SIGNALS = {
+    signal.SIGTERM: "stopped by SIGTERM",
+    signal.SIGHUP: "stopped by SIGHUP (its terminal closed)",
+}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -60,11 +67,12 @@ def timeout(text: str) -> Timeout:
 
 @contextmanager
 def as_interruptions(limit: Timeout | None = None) -> Iterator[None]:
-    """Inside the block SIGTERM, and `limit` running out, raise Interrupted in the main thread.
+    """Inside the block SIGTERM, SIGHUP and `limit` running out raise Interrupted in the main
+    thread.
 
     The handlers before the block come back after it: tests call cli.main in-process. Only the
     main thread may set handlers; elsewhere (a Dask worker's thread running a build) the block
-    runs without them, and the process's own owner decides what its signals do. A SIGTERM
+    runs without them, and the process's own owner decides what its signals do. A signal
     ignored when the command starts stays ignored, as Python leaves an ignored SIGINT."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -79,8 +87,9 @@ def as_interruptions(limit: Timeout | None = None) -> Iterator[None]:
 
         return handler
 
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
-        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stop("stopped by SIGTERM"))
+    for number, reason in STOPPING_SIGNALS.items():
+        if signal.getsignal(number) is not signal.SIG_IGN:  # `nohup` ignores SIGHUP: kept so
+            previous[number] = signal.signal(number, stop(reason))
     if limit is not None:
         reason = f"timed out after {limit.text} (--timeout)"
         previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, stop(reason))

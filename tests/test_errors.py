@@ -6,8 +6,10 @@ The table is the contract; README "Exit codes" lists the same cases."""
 import gzip
 import json
 import os
+import pty
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -1051,6 +1053,44 @@ def test_interrupted_pdf_leaves_no_pdf_and_latest_alone(quick_reports_copy, tmp_
     assert (run / "failure.log").read_text(encoding="utf-8") == f"stage: pdf\nerror: {said}\n"
     assert json.loads((run / "run.json").read_text(encoding="utf-8"))["status"] == "failed"
     assert not (run / "report.pdf").exists() and not list(run.glob(".report.pdf.*"))
+    assert (out / "latest").resolve() == latest
+
+
+def test_a_build_whose_terminal_hangs_up_ends_as_ctrl_c_does(quick_reports_copy, tmp_path):
+    """An SSH session to a cluster drops: the build's terminal hangs up, which sends it SIGHUP
+    and fails every later write to the terminal with EIO. The build still writes failure.log and
+    exits 3, where SIGHUP's default would kill it with run.json `running`, and an unhandled EIO
+    would make the exit code 1, a quality regression."""
+    out = quick_reports_copy
+    latest = (out / "latest").resolve()
+    flag = tmp_path / "pdf-started"
+    env = _stall_pdf(tmp_path, flag)  # the shared build's notebook is reused: straight to the PDF
+    command = [sys.executable, "-m", "pipeline", "build", "--profile", "quick"]
+    command += ["--data-dir", str(SUBSET_DIR), "--out", str(out)]
+    pid, terminal = pty.fork()  # the build in a session of its own, the pty its terminal
+    if pid == 0:
+        try:
+            os.execve(sys.executable, command, env)
+        finally:
+            os._exit(127)
+    shown = bytearray()
+    deadline = time.monotonic() + 600
+    while not flag.exists():  # read what the build shows, so that its writes never block
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0), shown.decode(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        if select.select([terminal], [], [], 0.05)[0]:
+            shown += os.read(terminal, 65536)
+    os.close(terminal)  # the hang-up
+    while (ended := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        assert time.monotonic() < deadline + 120, "the build outlived its terminal"
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(ended[1]) == 3, shown.decode(errors="replace")[-3000:]
+    said = "stopped by SIGHUP (its terminal closed)"
+    (run,) = _runs(out) - {latest}
+    assert (run / "failure.log").read_text(encoding="utf-8") == f"stage: pdf\nerror: {said}\n"
+    record = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert record["status"] == "failed" and record["error"]["message"] == said
+    assert not (run / "report.pdf").exists()
     assert (out / "latest").resolve() == latest
 
 

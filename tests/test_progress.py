@@ -1,6 +1,7 @@
 """The progress display: a terminal that may go away (`| head -1`), and TensorFlow's stderr
 kept out of it. Exit code 1 means a quality regression, never a closed pipe."""
 
+import errno
 import io
 import json
 import os
@@ -41,6 +42,19 @@ def test_terminal_points_a_closed_descriptor_at_devnull(tmp_path):
     assert terminal.closed
     stream.write("still buffered\n")
     stream.close()  # flushes into /dev/null: no BrokenPipeError
+
+
+def test_a_terminal_that_hung_up_is_a_reader_gone():
+    """After an SSH session drops, every write to its terminal fails with EIO."""
+
+    class HungUp(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.EIO, "Input/output error")
+
+    terminal = progress.Terminal(HungUp())
+    terminal.write("dae-report: stopped by SIGHUP (its terminal closed)\n")
+    terminal.flush()
+    assert terminal.closed
 
 
 def test_terminal_keeps_other_errors():

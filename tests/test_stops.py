@@ -1,5 +1,5 @@
-"""SIGTERM and --timeout end a command as Ctrl-C does: in-process, with `build` replaced by a
-stand-in, so each takes a second. tests/test_errors.py stops real builds the same ways."""
+"""SIGTERM, SIGHUP and --timeout end a command as Ctrl-C does: in-process, with `build` replaced
+by a stand-in, so each takes a second. tests/test_errors.py stops real builds the same ways."""
 
 import argparse
 import os
@@ -78,20 +78,34 @@ def _main(monkeypatch, stand_in, *options: str) -> int:
     return cli.main(["build", "--profile", "quick", *options])
 
 
-def _sigterm_then_wait():
-    os.kill(os.getpid(), signal.SIGTERM)
+def _signal_then_wait(number: int):
+    os.kill(os.getpid(), number)
     time.sleep(30)  # the signal ends this at once, or the test fails on the exit code
 
 
-def test_sigterm_ends_the_command_as_ctrl_c_does_and_restores_the_handler(
-    monkeypatch, capsys, sigterm_sentinel
+# SIGTERM: CI runners, systemd, Kubernetes. SIGHUP: the terminal closed (an SSH session dropped).
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        (signal.SIGTERM, "stopped by SIGTERM"),
+        (signal.SIGHUP, "stopped by SIGHUP (its terminal closed)"),
+    ],
+    ids=["SIGTERM", "SIGHUP"],
+)
+def test_a_stopping_signal_ends_the_command_as_ctrl_c_does_and_restores_the_handler(
+    monkeypatch, capsys, number, said
 ):
-    started = time.monotonic()
-    assert _main(monkeypatch, _sigterm_then_wait) == 3
-    assert time.monotonic() - started < 20
-    assert capsys.readouterr().err.splitlines()[-1] == "dae-report: stopped by SIGTERM"
-    assert sigterm_sentinel.caught == []
-    assert signal.getsignal(signal.SIGTERM) is sigterm_sentinel  # the test's handler is back
+    sentinel = Sentinel()
+    saved = signal.signal(number, sentinel)
+    try:
+        started = time.monotonic()
+        assert _main(monkeypatch, lambda: _signal_then_wait(number)) == 3
+        assert time.monotonic() - started < 20
+        assert capsys.readouterr().err.splitlines()[-1] == f"dae-report: {said}"
+        assert sentinel.caught == []
+        assert signal.getsignal(number) is sentinel  # the test's handler is back
+    finally:
+        signal.signal(number, saved)
 
 
 def test_timeout_ends_the_command_and_disarms_its_alarm(monkeypatch, capsys):
@@ -119,7 +133,7 @@ def test_sigterm_while_the_failure_is_written_is_not_cut_by_the_timeout(
 
     def stopped_then_slow_to_clean_up():
         try:
-            _sigterm_then_wait()
+            _signal_then_wait(signal.SIGTERM)
         except stops.Interrupted:
             time.sleep(1.5)  # past the 1 s limit, as a slow disk writing the failure would be
             raise
@@ -128,16 +142,18 @@ def test_sigterm_while_the_failure_is_written_is_not_cut_by_the_timeout(
     assert capsys.readouterr().err.splitlines()[-1] == "dae-report: stopped by SIGTERM"
 
 
-def test_an_ignored_sigterm_stays_ignored(monkeypatch):
-    """As Python leaves an ignored SIGINT alone: whoever started the command chose that."""
-    saved = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_an_ignored_stopping_signal_stays_ignored(monkeypatch, number):
+    """As Python leaves an ignored SIGINT alone: whoever started the command chose that
+    (`nohup dae-report build` ignores SIGHUP so that the build outlives its terminal)."""
+    saved = signal.signal(number, signal.SIG_IGN)
     try:
         seen = []
-        assert _main(monkeypatch, lambda: seen.append(signal.getsignal(signal.SIGTERM))) == 0
+        assert _main(monkeypatch, lambda: seen.append(signal.getsignal(number))) == 0
         assert seen == [signal.SIG_IGN]
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        assert signal.getsignal(number) is signal.SIG_IGN
     finally:
-        signal.signal(signal.SIGTERM, saved)
+        signal.signal(number, saved)
 
 
 def test_outside_the_main_thread_nothing_is_installed():
