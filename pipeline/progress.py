@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 LOG_ENV = "DAE_REPORT_LOG"
@@ -52,8 +53,8 @@ class Terminal:
     fails every write after. The first write that finds the reader gone is swallowed, the
     stream's file descriptor is pointed at /dev/null (Python's advice for BrokenPipeError: else
     flushing it at exit fails again and the exit code becomes 120), and terminal output is
-    dropped from then on. The run goes on, build.log keeps its lines, and
-    the exit code stays the run's: 1 means a quality regression and nothing else.
+    dropped from then on. The run goes on, build.log keeps its lines, and the exit code stays the
+    run's: 1 means a quality regression and nothing else.
     """
 
     def __init__(self, stream) -> None:
@@ -61,22 +62,23 @@ class Terminal:
 
     def write(self, text: str) -> int:
         if not self.closed:
-            try:
+            with self._unless_reader_gone():
                 self.stream.write(text)
-            except OSError as error:
-                if error.errno not in READER_GONE:
-                    raise
-                self._reader_gone()
         return len(text)
 
     def flush(self) -> None:
         if not self.closed:
-            try:
+            with self._unless_reader_gone():
                 self.stream.flush()
-            except OSError as error:
-                if error.errno not in READER_GONE:
-                    raise
-                self._reader_gone()
+
+    @contextlib.contextmanager
+    def _unless_reader_gone(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            if error.errno not in READER_GONE:
+                raise
+            self._reader_gone()
 
     def _reader_gone(self) -> None:
         self.closed = True

@@ -88,7 +88,7 @@ def as_interruptions(limit: Timeout | None = None) -> Iterator[None]:
         return handler
 
     for number, reason in STOPPING_SIGNALS.items():
-        if signal.getsignal(number) is not signal.SIG_IGN:  # `nohup` ignores SIGHUP: kept so
+        if signal.getsignal(number) is not signal.SIG_IGN:  # as under `nohup`: left ignored
             previous[number] = signal.signal(number, stop(reason))
     if limit is not None:
         reason = f"timed out after {limit.text} (--timeout)"

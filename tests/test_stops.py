@@ -6,6 +6,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -52,7 +54,7 @@ def test_the_reason_is_what_failure_log_and_run_json_say():
 
 
 class Sentinel:
-    """A SIGTERM handler of the test's own: were the command's not in place, a SIGTERM would
+    """A signal handler of the test's own: were the command's not in place, the signal would
     land here (not kill pytest); the command must put it back when it returns."""
 
     def __init__(self) -> None:
@@ -62,14 +64,20 @@ class Sentinel:
         self.caught.append(number)
 
 
-@pytest.fixture
-def sigterm_sentinel():
+@contextmanager
+def sentinel_for(number: int) -> Iterator[Sentinel]:
     sentinel = Sentinel()
-    saved = signal.signal(signal.SIGTERM, sentinel)
+    saved = signal.signal(number, sentinel)
     try:
         yield sentinel
     finally:
-        signal.signal(signal.SIGTERM, saved)
+        signal.signal(number, saved)
+
+
+@pytest.fixture
+def sigterm_sentinel():
+    with sentinel_for(signal.SIGTERM) as sentinel:
+        yield sentinel
 
 
 def _main(monkeypatch, stand_in, *options: str) -> int:
@@ -95,17 +103,13 @@ def _signal_then_wait(number: int):
 def test_a_stopping_signal_ends_the_command_as_ctrl_c_does_and_restores_the_handler(
     monkeypatch, capsys, number, said
 ):
-    sentinel = Sentinel()
-    saved = signal.signal(number, sentinel)
-    try:
+    with sentinel_for(number) as sentinel:
         started = time.monotonic()
         assert _main(monkeypatch, lambda: _signal_then_wait(number)) == 3
         assert time.monotonic() - started < 20
         assert capsys.readouterr().err.splitlines()[-1] == f"dae-report: {said}"
         assert sentinel.caught == []
         assert signal.getsignal(number) is sentinel  # the test's handler is back
-    finally:
-        signal.signal(number, saved)
 
 
 def test_timeout_ends_the_command_and_disarms_its_alarm(monkeypatch, capsys):
